@@ -1,0 +1,103 @@
+"""Attention over packed (padding-free) sequences.
+
+Sequences are concatenated along the token axis and described by cumulative lengths
+(``cu_q`` for queries, ``cu_k`` for keys). Key sequences may be longer than query
+sequences: a document's queries attend to its request's cached prefix plus its own
+tokens, so the causal mask is aligned bottom-right (query ``i`` of a sequence with
+``Lk - Lq`` cached keys sees keys ``0 .. Lk - Lq + i``).
+
+On CUDA with fp16/bf16 we call PyTorch's variable-length flash attention; everywhere else
+(CPU, fp32) we scatter into a padded batch and use SDPA with an explicit mask.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+try:  # torch >= 2.10
+    from torch.nn.attention.varlen import varlen_attn as _varlen_attn
+
+    _VARLEN_PARAMS = set(inspect.signature(_varlen_attn).parameters)
+except ImportError:  # pragma: no cover - older torch
+    _varlen_attn = None
+    _VARLEN_PARAMS = set()
+
+
+@dataclass
+class SeqLayout:
+    """Where each sequence's queries and keys live in the packed tensors."""
+
+    cu_q: torch.Tensor  # int32 [N+1]
+    cu_k: torch.Tensor  # int32 [N+1]
+    max_q: int
+    max_k: int
+
+    def __post_init__(self) -> None:
+        self._padded: tuple[torch.Tensor, ...] | None = None
+
+    def padded_indices(self) -> tuple[torch.Tensor, ...]:
+        """(seq, pos) of every packed query and key, plus the mask; built once per batch."""
+        if self._padded is None:
+            cu_q, cu_k = self.cu_q.long(), self.cu_k.long()
+            lens_q, lens_k = cu_q.diff(), cu_k.diff()
+            n = lens_q.numel()
+            seq_q = torch.repeat_interleave(torch.arange(n, device=cu_q.device), lens_q)
+            pos_q = torch.arange(int(cu_q[-1]), device=cu_q.device) - cu_q[seq_q]
+            seq_k = torch.repeat_interleave(torch.arange(n, device=cu_k.device), lens_k)
+            pos_k = torch.arange(int(cu_k[-1]), device=cu_k.device) - cu_k[seq_k]
+            i = torch.arange(self.max_q, device=cu_q.device)[None, :, None]
+            j = torch.arange(self.max_k, device=cu_q.device)[None, None, :]
+            offset = (lens_k - lens_q)[:, None, None]
+            mask = (j <= i + offset) & (j < lens_k[:, None, None])
+            self._padded = (seq_q, pos_q, seq_k, pos_k, mask[:, None])
+        return self._padded
+
+
+def varlen_available(t: torch.Tensor) -> bool:
+    return _varlen_attn is not None and t.is_cuda and t.dtype in (torch.float16, torch.bfloat16)
+
+
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: SeqLayout, scale: float
+) -> torch.Tensor:
+    """Causal attention; q: [Tq, Hq, D], k/v: [Tk, Hkv, D] → [Tq, Hq, D]."""
+    if varlen_available(q):
+        return _varlen(q, k, v, layout, scale)
+    return _padded_sdpa(q, k, v, layout, scale)
+
+
+def _varlen(q, k, v, layout: SeqLayout, scale: float) -> torch.Tensor:
+    kwargs: dict = {"scale": scale}
+    if "window_size" in _VARLEN_PARAMS:
+        kwargs["window_size"] = (-1, 0)
+    else:
+        kwargs["is_causal"] = True
+    if q.shape[1] != k.shape[1]:
+        if "enable_gqa" in _VARLEN_PARAMS:
+            kwargs["enable_gqa"] = True
+        else:
+            rep = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    return _varlen_attn(q, k, v, layout.cu_q, layout.cu_k, layout.max_q, layout.max_k, **kwargs)
+
+
+def _padded_sdpa(q, k, v, layout: SeqLayout, scale: float) -> torch.Tensor:
+    seq_q, pos_q, seq_k, pos_k, mask = layout.padded_indices()
+    n = layout.cu_q.numel() - 1
+    hq, hk, d = q.shape[1], k.shape[1], q.shape[2]
+    qp = q.new_zeros(n, layout.max_q, hq, d)
+    qp[seq_q, pos_q] = q
+    kp = k.new_zeros(n, layout.max_k, hk, d)
+    kp[seq_k, pos_k] = k
+    vp = v.new_zeros(n, layout.max_k, hk, d)
+    vp[seq_k, pos_k] = v
+    if hq != hk:
+        kp, vp = kp.repeat_interleave(hq // hk, dim=2), vp.repeat_interleave(hq // hk, dim=2)
+    out = F.scaled_dot_product_attention(
+        qp.transpose(1, 2), kp.transpose(1, 2), vp.transpose(1, 2), attn_mask=mask, scale=scale
+    )
+    return out.transpose(1, 2)[seq_q, pos_q]

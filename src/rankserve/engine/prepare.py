@@ -1,0 +1,160 @@
+"""Turning a :class:`ScoreRequest` into model-ready :class:`Pair` objects.
+
+Two builders, one per model family:
+
+- :class:`QwenPairBuilder` builds the official Qwen3-Reranker prompt. The per-request prefix
+  (system prompt + instruction + query) is tokenized once and shared by every pair, which
+  lets the engine compute it once per batch.
+- :class:`CrossEncoderPairBuilder` builds ``[CLS] query [SEP] document [SEP]`` style inputs
+  with the model's own tokenizer.
+
+Tokenization is batched (one call for all documents) and runs on whatever thread calls
+``prepare`` so the HTTP server can keep it off the GPU worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rankserve import prompts
+from rankserve.engine.types import Pair, PreparedRequest, ScoreRequest
+from rankserve.errors import InvalidInputError, ModelLoadError
+from rankserve.truncation import TAIL_CHARS, check_policy, fit
+
+QUERY_SHARE = 0.5
+"""An over-long query (with the instruction) may take at most this share of the body budget."""
+
+MIN_BODY_TOKENS = 16
+
+
+def validate(request: ScoreRequest) -> None:
+    """Reject input we cannot score, with a message that names the problem."""
+    if not isinstance(request.query, str):
+        raise InvalidInputError(f"query must be a string, got {type(request.query).__name__}")
+    if not request.query.strip():
+        raise InvalidInputError("query cannot be empty")
+    docs = request.documents
+    if isinstance(docs, str) or not isinstance(docs, Sequence):
+        raise InvalidInputError("documents must be a list of strings")
+    if len(docs) == 0:
+        raise InvalidInputError("documents cannot be empty")
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, str):
+            raise InvalidInputError(f"document {i} must be a string, got {type(doc).__name__}")
+        if not doc.strip():
+            raise InvalidInputError(f"document {i} is empty")
+    if request.instruction is not None and not isinstance(request.instruction, str):
+        raise InvalidInputError("instruction must be a string")
+    check_policy(request.truncation)
+
+
+class QwenPairBuilder:
+    """Builds the official Qwen3-Reranker prompt as (shared prefix, per-document tokens)."""
+
+    def __init__(self, tokenizer, max_length: int, query_share: float = QUERY_SHARE) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.query_share = query_share
+        self.system_ids = self.encode([prompts.SYSTEM_PREFIX])[0]
+        self.suffix_ids = self.encode([prompts.SUFFIX])[0]
+        self.body_budget = max_length - len(self.system_ids) - len(self.suffix_ids)
+        if self.body_budget < MIN_BODY_TOKENS:
+            raise ModelLoadError(
+                f"max_length={max_length} leaves only {self.body_budget} tokens for query and document "
+                f"after the {len(self.system_ids) + len(self.suffix_ids)}-token prompt; raise max_length"
+            )
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    def header(self, instruction: str | None, query: str) -> tuple[list[int], bool]:
+        """Token ids of instruction + query, cutting the query if it takes too much of the budget."""
+        ids = self.encode([prompts.format_header(instruction, query)])[0]
+        cap = int(self.body_budget * self.query_share)
+        if len(ids) <= cap:
+            return ids, False
+        query_ids = self.encode([query])[0]
+        keep = len(query_ids) - (len(ids) - cap)
+        while keep >= 1:
+            cut = self.tokenizer.decode(query_ids[:keep])
+            ids = self.encode([prompts.format_header(instruction, cut)])[0]
+            if len(ids) <= cap:
+                return ids, True
+            keep -= max(1, len(ids) - cap)
+        raise InvalidInputError(
+            f"the instruction is too long: it must fit in {cap} tokens with max_length={self.max_length}"
+        )
+
+    def prepare(self, request: ScoreRequest) -> PreparedRequest:
+        validate(request)
+        header, query_cut = self.header(request.instruction, request.query)
+        prefix = tuple(self.system_ids + header)
+        budget = self.body_budget - len(header)
+        docs = list(request.documents)
+        doc_ids = self.encode([prompts.document_part(d) for d in docs])
+        prepared = PreparedRequest(request)
+        for index, (doc, ids) in enumerate(zip(docs, doc_ids)):
+            tail = None
+            if len(ids) > budget and request.truncation == "head_tail":
+                tail = len(self.encode([doc[-TAIL_CHARS:]])[0])
+            fitted = fit(ids, budget, request.truncation, tail)
+            prepared.truncated.append(fitted.truncated or query_cut)
+            for window, win_ids in enumerate(fitted.windows):
+                prepared.pairs.append(Pair(prepared, index, window, prefix, win_ids + self.suffix_ids))
+        return prepared
+
+
+class CrossEncoderPairBuilder:
+    """Encoder cross-encoders (BERT, XLM-R...): ``tokenizer(query, document)`` pairs.
+
+    Truncation works on the document's tokens; windows are decoded back to text and
+    re-encoded as a pair, with ``only_second`` truncation as a final guard.
+    """
+
+    def __init__(self, tokenizer, max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        probe = tokenizer("a", "b")["input_ids"]
+        bare = tokenizer(["a", "b"], add_special_tokens=False)["input_ids"]
+        self.num_special = len(probe) - len(bare[0]) - len(bare[1])
+
+    def prepare(self, request: ScoreRequest) -> PreparedRequest:
+        validate(request)
+        tok = self.tokenizer
+        query_ids = tok([request.query], add_special_tokens=False)["input_ids"][0]
+        query_cut = len(query_ids) > self.max_length // 2
+        query = tok.decode(query_ids[: self.max_length // 2]) if query_cut else request.query
+        budget = self.max_length - self.num_special - min(len(query_ids), self.max_length // 2)
+        docs = list(request.documents)
+        doc_ids = tok(docs, add_special_tokens=False)["input_ids"]
+        prepared = PreparedRequest(request)
+        texts: list[tuple[int, int, str]] = []
+        for index, (doc, ids) in enumerate(zip(docs, doc_ids)):
+            tail = None
+            if len(ids) > budget and request.truncation == "head_tail":
+                tail = len(tok([doc[-TAIL_CHARS:]], add_special_tokens=False)["input_ids"][0])
+            fitted = fit(ids, budget, request.truncation, tail)
+            prepared.truncated.append(fitted.truncated or query_cut)
+            if len(fitted.windows) == 1 and not fitted.truncated:
+                texts.append((index, 0, doc))
+            else:
+                texts.extend((index, w, tok.decode(win)) for w, win in enumerate(fitted.windows))
+        enc = tok(
+            [query] * len(texts),
+            [t for _, _, t in texts],
+            truncation="only_second",
+            max_length=self.max_length,
+        )
+        type_ids = enc.get("token_type_ids")
+        for k, (index, window, _) in enumerate(texts):
+            prepared.pairs.append(
+                Pair(
+                    prepared,
+                    index,
+                    window,
+                    (),
+                    enc["input_ids"][k],
+                    type_ids[k] if type_ids is not None else None,
+                )
+            )
+        return prepared

@@ -1,0 +1,205 @@
+"""The public engine: ``Reranker.from_pretrained(...)`` then ``score`` / ``rerank``.
+
+The engine has no web imports. The HTTP server's batcher drives it through the finer
+``prepare`` / ``score_pairs`` split (see ``docs/CONTRACT.md``): preparing tokenizes a
+request into pairs, and ``score_pairs`` scores any mix of pairs from many requests in
+length-sorted micro-batches of at most ``max_batch_tokens`` tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+
+from rankserve.engine import loader
+from rankserve.engine.packing import pack, plan_batches
+from rankserve.engine.prepare import CrossEncoderPairBuilder, QwenPairBuilder
+from rankserve.engine.qwen3 import Qwen3Scorer
+from rankserve.engine.types import (
+    DEFAULT_TRUNCATION,
+    DocScore,
+    Pair,
+    PreparedRequest,
+    ScoreRequest,
+    sort_by_score,
+)
+from rankserve.errors import EngineError, InvalidInputError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_LENGTH = 8192
+ENCODER_MAX_LENGTH = 512
+
+
+def default_batch_tokens(device: torch.device) -> int:
+    """A micro-batch big enough to keep a GPU busy; smaller on CPU where padding costs more."""
+    return 32768 if device.type == "cuda" else 8192
+
+
+class Reranker:
+    """Scores (instruction, query, document) triples with a reranker checkpoint."""
+
+    def __init__(
+        self,
+        model_name: str,
+        loaded: loader.Loaded,
+        device: torch.device,
+        dtype: torch.dtype,
+        max_length: int,
+        max_batch_tokens: int,
+        prefix_reuse: bool,
+    ) -> None:
+        self.model_name = model_name
+        self.kind = loaded.kind
+        self.config = loaded.config
+        self.tokenizer = loaded.tokenizer
+        self.device = device
+        self.dtype = dtype
+        self.max_length = max_length
+        self.max_batch_tokens = max_batch_tokens
+        self.prefix_reuse = prefix_reuse
+        if self.kind == loader.CROSS_ENCODER:
+            self.builder = CrossEncoderPairBuilder(self.tokenizer, max_length)
+            self.hf_model = loaded.model
+            self.scorer = None
+            self.num_labels = int(self.config.num_labels)
+        else:
+            self.builder = QwenPairBuilder(self.tokenizer, max_length)
+            base = loaded.model.model  # drop lm_head / score: only the yes-no direction is kept
+            self.scorer = Qwen3Scorer(base, loaded.head).to(device)
+            self.hf_model = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype = "auto",
+        max_length: int = DEFAULT_MAX_LENGTH,
+        max_batch_tokens: int | None = None,
+        prefix_reuse: bool = True,
+    ) -> Reranker:
+        """Load a Hugging Face id or local directory (see :mod:`rankserve.engine.loader`)."""
+        dev = loader.resolve_device(device)
+        dt = loader.resolve_dtype(dtype, dev)
+        if int(max_length) < 1:
+            raise InvalidInputError(f"max_length must be positive, got {max_length}")
+        loaded = loader.load(str(model), dev, dt)
+        limit = int(getattr(loaded.config, "max_position_embeddings", max_length) or max_length)
+        if loaded.kind == loader.CROSS_ENCODER:
+            tok_limit = (
+                getattr(loaded.tokenizer, "model_max_length", ENCODER_MAX_LENGTH) or ENCODER_MAX_LENGTH
+            )
+            limit = min(limit, ENCODER_MAX_LENGTH, tok_limit)
+        max_length = min(int(max_length), limit)
+        budget = int(max_batch_tokens or default_batch_tokens(dev))
+        reranker = cls(str(model), loaded, dev, dt, max_length, budget, prefix_reuse)
+        log.info(
+            "loaded %s (%s) on %s, %s, max_length=%d",
+            model,
+            loaded.kind,
+            dev,
+            str(dt).removeprefix("torch."),
+            max_length,
+        )
+        return reranker
+
+    # ---- preparing -------------------------------------------------------------------------
+    def prepare(self, request: ScoreRequest) -> PreparedRequest:
+        """Validate and tokenize; raises :class:`InvalidInputError` on bad input."""
+        return self.builder.prepare(request)
+
+    # ---- scoring ---------------------------------------------------------------------------
+    def score_pairs(self, pairs: Sequence[Pair]) -> None:
+        """Score pairs (from any requests) in place, in micro-batches of ``max_batch_tokens``."""
+        for batch in plan_batches(pairs, self.max_batch_tokens):
+            self._score_batch(batch)
+
+    def _score_batch(self, batch: list[Pair]) -> None:
+        try:
+            logits = self._forward(batch)
+        except torch.OutOfMemoryError as exc:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(batch) == 1:
+                raise EngineError(
+                    f"out of memory scoring one {batch[0].num_tokens}-token pair; lower max_length"
+                ) from exc
+            log.warning("out of memory on a %d-pair batch; splitting it in two", len(batch))
+            half = len(batch) // 2
+            self._score_batch(batch[:half])
+            self._score_batch(batch[half:])
+            return
+        for pair, value in zip(batch, logits.tolist()):
+            pair.score = value
+
+    @torch.inference_mode()
+    def _forward(self, batch: list[Pair]) -> torch.Tensor:
+        """Probabilities in [0, 1] for one micro-batch."""
+        if self.scorer is not None:
+            logits = self.scorer(pack(batch, self.device, self.prefix_reuse))
+            return torch.sigmoid(logits)
+        return self._forward_encoder(batch)
+
+    def _forward_encoder(self, batch: list[Pair]) -> torch.Tensor:
+        width = max(len(p.tokens) for p in batch)
+        pad_id = self.tokenizer.pad_token_id or 0
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        types = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, pair in enumerate(batch):
+            n = len(pair.tokens)
+            ids[row, :n] = torch.tensor(pair.tokens)
+            mask[row, :n] = 1
+            if pair.token_type_ids is not None:
+                types[row, :n] = torch.tensor(pair.token_type_ids)
+        inputs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+        if any(p.token_type_ids is not None for p in batch):
+            inputs["token_type_ids"] = types.to(self.device)
+        logits = self.hf_model(**inputs).logits.float()
+        if self.num_labels == 1:
+            return torch.sigmoid(logits[:, 0])
+        return torch.softmax(logits, dim=-1)[:, -1]
+
+    # ---- convenience -------------------------------------------------------------------------
+    def score_requests(self, requests: Sequence[ScoreRequest]) -> list[list[DocScore]]:
+        """Score many requests with their pairs sharing micro-batches."""
+        prepared = [self.prepare(r) for r in requests]
+        self.score_pairs([pair for p in prepared for pair in p.pairs])
+        return [p.results() for p in prepared]
+
+    def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None = None,
+        truncation: str = DEFAULT_TRUNCATION,
+    ) -> list[DocScore]:
+        """One result per document, in input order."""
+        return self.score_requests([ScoreRequest(query, documents, instruction, truncation)])[0]
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None = None,
+        truncation: str = DEFAULT_TRUNCATION,
+        top_n: int | None = None,
+    ) -> list[DocScore]:
+        """Results sorted by score, best first (ties keep input order), cut to ``top_n``."""
+        if top_n is not None and top_n < 1:
+            raise InvalidInputError(f"top_n must be at least 1, got {top_n}")
+        return sort_by_score(self.score(query, documents, instruction, truncation), top_n)
+
+    def describe(self) -> dict:
+        """What the server logs and reports at start-up."""
+        return {
+            "model": self.model_name,
+            "kind": self.kind,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "max_length": self.max_length,
+            "max_batch_tokens": self.max_batch_tokens,
+        }

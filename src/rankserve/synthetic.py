@@ -1,0 +1,179 @@
+"""Random-weight models of real reranker architectures, for tests, demos and benchmarks.
+
+No weights can be downloaded in CI, so the test suite builds tiny checkpoints with the real
+``transformers`` classes and saves them with ``save_pretrained``; RankServe then loads them
+through the same ``from_pretrained`` path a user's real checkpoint takes. ``rankserve
+make-tiny-model DIR`` exposes the same builder so a new user can try the CLI offline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+QWEN_PRETOKENIZE = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+QWEN_ADDED = ["<think>", "</think>"]
+
+_CORPUS = [
+    "yes",
+    "no",
+    "yes no yes no",
+    "The quick brown fox jumps over the lazy dog. Judge whether the Document meets the requirements.",
+    "Given a web search query, retrieve relevant passages that answer the query",
+    "Instruct Query Document system user assistant think",
+    "服务器CPU使用率持续100%怎么办? 如何申请软件著作权? 检查进程, 优化代码, 增加服务器。",
+    "Dockerコンテナのメモリ使用量を制限するには --memory オプションを使います。日本語の文書です。",
+    "كيف أحول ملف PDF إلى نص في بايثون؟ استخدم مكتبة pypdf لاستخراج النص.",
+    "def merge(a, b):\n    return sorted(a + b)  # heapq.merge is faster for sorted input\n",
+    "import pandas as pd\ndf = pd.read_csv('data.csv', encoding='gbk')  # UnicodeDecodeError fix",
+    "Paris is the capital of France. Berlin is the capital of Germany. 1234567890",
+]
+
+
+def build_tiny_qwen_tokenizer(path: str | Path, vocab_size: int = 1200):
+    """A small byte-level BPE tokenizer with Qwen's pre-tokenizer, special tokens and yes/no."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN_PRETOKENIZE), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=1,
+        special_tokens=QWEN_SPECIAL,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS * 20, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", padding_side="left"
+    )
+    fast.add_tokens(QWEN_ADDED)
+    for word in ("yes", "no"):
+        if fast(word, add_special_tokens=False)["input_ids"] != [fast.convert_tokens_to_ids(word)]:
+            raise RuntimeError(f"tiny tokenizer did not learn {word!r} as one token")
+    fast.save_pretrained(str(path))
+    return fast
+
+
+def tiny_qwen3_config(vocab_size: int, **overrides):
+    from transformers import Qwen3Config
+
+    cfg = dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=40960,
+        rope_theta=1_000_000.0,
+        tie_word_embeddings=True,
+        initializer_range=0.3,
+        architectures=["Qwen3ForCausalLM"],
+    )
+    cfg.update(overrides)
+    return Qwen3Config(**cfg)
+
+
+def build_tiny_qwen_reranker(
+    path: str | Path, tokenizer_dir: str | Path | None = None, seed: int = 0, **config_overrides
+) -> Path:
+    """Save a random-weight ``Qwen3ForCausalLM`` reranker (tokenizer included) at ``path``.
+
+    The yes/no output rows are scaled up so scores spread over (0, 1) instead of sitting at
+    0.5, which makes score-equality tests meaningful.
+    """
+    from transformers import AutoTokenizer, Qwen3ForCausalLM
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if tokenizer_dir is None:
+        tokenizer = build_tiny_qwen_tokenizer(path)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        tokenizer.save_pretrained(str(path))
+    torch.manual_seed(seed)
+    config = tiny_qwen3_config(len(tokenizer), **config_overrides)
+    model = Qwen3ForCausalLM(config).eval()
+    with torch.no_grad():
+        out = model.get_output_embeddings().weight
+        for word in ("yes", "no"):
+            out[tokenizer.convert_tokens_to_ids(word)] *= 2.0
+    model.save_pretrained(str(path))
+    return path
+
+
+def convert_to_seq_cls(causal_dir: str | Path, path: str | Path) -> Path:
+    """The community conversion: one logit whose weight is ``lm_head[yes] - lm_head[no]``."""
+    from transformers import AutoTokenizer, Qwen3ForCausalLM, Qwen3ForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(str(causal_dir))
+    causal = Qwen3ForCausalLM.from_pretrained(str(causal_dir)).eval()
+    config = causal.config
+    config.num_labels = 1
+    config.architectures = ["Qwen3ForSequenceClassification"]
+    config.pad_token_id = tokenizer.pad_token_id
+    seq = Qwen3ForSequenceClassification(config).eval()
+    seq.model.load_state_dict(causal.model.state_dict())
+    with torch.no_grad():
+        w = causal.get_output_embeddings().weight
+        yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
+        seq.score.weight.copy_((w[yes] - w[no])[None, :])
+    seq.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return Path(path)
+
+
+def build_tiny_bert_cross_encoder(path: str | Path, num_labels: int = 1, seed: int = 0) -> Path:
+    """A random-weight ``BertForSequenceClassification`` with a small WordPiece vocabulary."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    words = sorted({w.strip(".,?!:;()'\"").lower() for line in _CORPUS for w in line.split()} - {""})
+    chars = sorted({c for line in _CORPUS for c in line.lower() if not c.isspace()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words + chars + [f"##{c}" for c in chars]
+    vocab = list(dict.fromkeys(vocab))
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), model_max_length=512)
+    tokenizer.save_pretrained(str(path))
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        num_labels=num_labels,
+        initializer_range=0.2,
+        architectures=["BertForSequenceClassification"],
+    )
+    BertForSequenceClassification(config).eval().save_pretrained(str(path))
+    return path
+
+
+def random_weights_model(config_path: str | Path, tokenizer_dir: str | Path, path: str | Path) -> Path:
+    """A checkpoint of a real architecture (e.g. Qwen3-Reranker-8B's config.json) with random weights."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config_path = Path(config_path)
+    config = AutoConfig.from_pretrained(str(config_path.parent if config_path.is_file() else config_path))
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(str(path))
+    AutoTokenizer.from_pretrained(str(tokenizer_dir)).save_pretrained(str(path))
+    return Path(path)

@@ -1,0 +1,195 @@
+"""Engine scores equal the official Qwen3-Reranker recipe (fp32, 1e-5) however they are batched."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from official import OfficialRecipe
+from texts import DOCS, QUERIES
+
+from rankserve import Reranker
+from rankserve.engine import ScoreRequest
+from rankserve.errors import InvalidInputError, ModelLoadError
+
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def official(tiny_qwen_dir):
+    return OfficialRecipe(tiny_qwen_dir)
+
+
+def scores(results):
+    return [r.score for r in results]
+
+
+def assert_close(got, want, tol=TOL):
+    assert len(got) == len(want)
+    diff = max(abs(a - b) for a, b in zip(got, want))
+    assert diff <= tol, f"max |Δ| = {diff:.2e}"
+
+
+@pytest.mark.parametrize("prefix_reuse", [True, False])
+@pytest.mark.parametrize("query", QUERIES)
+def test_matches_official_recipe(tiny_qwen_dir, official, query, prefix_reuse):
+    rr = Reranker.from_pretrained(str(tiny_qwen_dir), device="cpu", prefix_reuse=prefix_reuse)
+    got = scores(rr.score(query, DOCS))
+    want = official.scores(query, DOCS)
+    assert_close(got, want)
+    assert len(set(round(s, 3) for s in got)) > len(DOCS) // 2, "scores should spread, not sit at one value"
+
+
+def test_custom_instruction_matches_and_changes_scores(tiny_reranker, official):
+    instruction = "Judge the document by legal compliance"
+    got = scores(tiny_reranker.score(QUERIES[0], DOCS, instruction=instruction))
+    assert_close(got, official.scores(QUERIES[0], DOCS, instruction=instruction))
+    default = scores(tiny_reranker.score(QUERIES[0], DOCS))
+    assert max(abs(a - b) for a, b in zip(got, default)) > 1e-3
+
+
+@pytest.mark.parametrize("budget", [1, 64, 300, 100_000])
+def test_batch_invariance(tiny_qwen_dir, official, budget):
+    """Scores do not depend on which other pairs share the micro-batch, or on its size."""
+    rr = Reranker.from_pretrained(str(tiny_qwen_dir), device="cpu", max_batch_tokens=budget)
+    requests = [ScoreRequest(q, DOCS[i::2] + DOCS[:i]) for i, q in enumerate(QUERIES)]
+    together = rr.score_requests(requests)
+    for req, res in zip(requests, together):
+        assert_close(scores(res), official.scores(req.query, list(req.documents)))
+
+
+def test_mixed_requests_share_batches_in_any_order(tiny_reranker):
+    requests = [ScoreRequest(q, DOCS) for q in QUERIES]
+    alone = [scores(tiny_reranker.score(r.query, r.documents)) for r in requests]
+    prepared = [tiny_reranker.prepare(r) for r in requests]
+    pairs = [p for pr in prepared for p in pr.pairs]
+    tiny_reranker.score_pairs(pairs[::-1])  # interleaved, reversed
+    for want, pr in zip(alone, prepared):
+        assert pr.done
+        assert_close(scores(pr.results()), want)
+
+
+def test_seq_cls_conversion_gives_the_same_scores(tiny_seqcls_dir, tiny_reranker):
+    rr = Reranker.from_pretrained(str(tiny_seqcls_dir), device="cpu")
+    assert rr.kind == "qwen3-seq-cls"
+    official_seq = OfficialRecipe(tiny_seqcls_dir, seq_cls=True)
+    for query in QUERIES[:2]:
+        got = scores(rr.score(query, DOCS))
+        assert_close(got, official_seq.scores(query, DOCS))
+        assert_close(got, scores(tiny_reranker.score(query, DOCS)))
+
+
+def test_real_tokenizer_matches_official(real_tokenizer_qwen_dir):
+    rr = Reranker.from_pretrained(str(real_tokenizer_qwen_dir), device="cpu")
+    ref = OfficialRecipe(real_tokenizer_qwen_dir)
+    for query in QUERIES:
+        assert_close(scores(rr.score(query, DOCS)), ref.scores(query, DOCS))
+
+
+def test_bert_cross_encoder(tiny_bert_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    rr = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu")
+    assert rr.kind == "cross-encoder"
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_bert_dir)).eval()
+    query = "capital of france"
+    docs = ["paris is the capital of france.", "def merge(a, b)", "yes no"]
+    with torch.no_grad():
+        logits = model(**tok([query] * 3, docs, padding=True, return_tensors="pt")).logits[:, 0]
+    assert_close(scores(rr.score(query, docs)), torch.sigmoid(logits).tolist())
+
+
+def test_two_label_cross_encoder_uses_softmax(tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rankserve.synthetic import build_tiny_bert_cross_encoder
+
+    path = build_tiny_bert_cross_encoder(tmp_path / "two", num_labels=2)
+    rr = Reranker.from_pretrained(str(path), device="cpu")
+    tok = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
+    with torch.no_grad():
+        logits = model(**tok(["q q"], ["paris"], return_tensors="pt")).logits
+    assert_close(scores(rr.score("q q", ["paris"])), torch.softmax(logits, -1)[:, 1].tolist())
+
+
+def test_rerank_sorts_and_cuts(tiny_reranker):
+    ranked = tiny_reranker.rerank(QUERIES[1], DOCS, top_n=3)
+    assert len(ranked) == 3
+    all_scores = scores(tiny_reranker.score(QUERIES[1], DOCS))
+    assert [r.index for r in ranked] == sorted(range(len(DOCS)), key=lambda i: -all_scores[i])[:3]
+    assert all(0.0 <= r.score <= 1.0 and r.prompt_tokens > 0 for r in ranked)
+
+
+def test_out_of_memory_splits_the_batch(tiny_qwen_dir, monkeypatch):
+    """A batch that runs out of memory is split and retried; results are unchanged."""
+    rr = Reranker.from_pretrained(str(tiny_qwen_dir), device="cpu")
+    want = scores(rr.score(QUERIES[0], DOCS))
+    real_forward = rr.scorer.forward
+    sizes = []
+
+    def forward(batch):
+        sizes.append(int(batch.last.numel()))
+        if batch.last.numel() > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_forward(batch)
+
+    monkeypatch.setattr(rr.scorer, "forward", forward)
+    assert_close(scores(rr.score(QUERIES[0], DOCS)), want)
+    assert sizes[0] == len(DOCS) and max(sizes[1:]) <= len(DOCS) // 2 + 1
+
+
+@pytest.mark.parametrize(
+    ("query", "docs", "kwargs", "message"),
+    [
+        ("", ["a"], {}, "query cannot be empty"),
+        ("   ", ["a"], {}, "query cannot be empty"),
+        (None, ["a"], {}, "query must be a string"),
+        ("q", [], {}, "documents cannot be empty"),
+        ("q", ["a", ""], {}, "document 1 is empty"),
+        ("q", ["a", "b", 3], {}, "document 2 must be a string"),
+        ("q", "just a string", {}, "documents must be a list"),
+        ("q", ["a"], {"truncation": "middle"}, "unknown truncation policy 'middle'"),
+    ],
+)
+def test_bad_input_is_a_clear_value_error(tiny_reranker, query, docs, kwargs, message):
+    with pytest.raises(InvalidInputError, match=message) as info:
+        tiny_reranker.score(query, docs, **kwargs)
+    assert isinstance(info.value, ValueError)
+
+
+def test_top_n_must_be_positive(tiny_reranker):
+    with pytest.raises(InvalidInputError, match="top_n"):
+        tiny_reranker.rerank("q", ["a"], top_n=0)
+
+
+def test_path_that_is_not_a_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ModelLoadError, match="is not a model"):
+        Reranker.from_pretrained(str(tmp_path))
+    with pytest.raises(ModelLoadError, match="is not a model"):
+        Reranker.from_pretrained(str(tmp_path / "missing-dir"))
+
+
+def test_unsupported_architecture(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    BertModel(
+        BertConfig(
+            vocab_size=10,
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=1,
+            intermediate_size=8,
+            architectures=["BertModel"],
+        )
+    ).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="not supported"):
+        Reranker.from_pretrained(str(tmp_path))
+
+
+def test_scores_are_finite_probabilities(tiny_reranker):
+    for r in tiny_reranker.score(QUERIES[0], DOCS):
+        assert math.isfinite(r.score) and 0.0 <= r.score <= 1.0
