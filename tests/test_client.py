@@ -1,0 +1,210 @@
+"""RerankClient / AsyncRerankClient against real HTTP servers.
+
+A small stub server (FastAPI + uvicorn in a thread, the Cohere/Jina ``/v1/rerank`` shape) plays a
+healthy, a slow, a failing and a rejecting reranker, chosen by the query's prefix; the fallback
+and circuit-breaker behaviour is about HTTP, so it is tested over real sockets. One test runs
+against the real ``rankserve serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from rankserve.client import (
+    AsyncRerankClient,
+    CircuitBreaker,
+    RerankClient,
+    RerankRequestError,
+    RerankUnavailableError,
+)
+
+SLOW_SECONDS = 1.5
+TIMEOUT = 0.4
+DOCS = ["cats are small", "the capital of france is paris", "paris paris france capital city"]
+
+
+def stub_app(calls: list[str]) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/rerank")
+    async def rerank(request: Request) -> JSONResponse:
+        body = await request.json()
+        query: str = body["query"]
+        calls.append(query)
+        if query.startswith("slow:"):
+            await asyncio.sleep(SLOW_SECONDS)
+        if query.startswith("fail500:"):
+            return JSONResponse({"error": {"message": "boom", "type": "server_error", "code": 500}}, 500)
+        if query.startswith("bad400:") or not body["documents"]:
+            msg = {"message": "query and documents cannot be empty", "type": "invalid_request", "code": 400}
+            return JSONResponse({"error": msg}, 400)
+        if request.headers.get("authorization") == "Bearer wrong":
+            return JSONResponse({"error": {"message": "invalid API key", "type": "auth", "code": 401}}, 401)
+        words = set(query.split(":")[-1].lower().split())
+        scores = [len(words & set(d.lower().split())) / (len(words) or 1) for d in body["documents"]]
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])[: body.get("top_n") or None]
+        results = [{"index": i, "relevance_score": scores[i]} for i in order]
+        return JSONResponse({"id": "x", "model": "stub", "usage": {"prompt_tokens": 1}, "results": results})
+
+    return app
+
+
+class StubServer:
+    """uvicorn in a background thread on a socket we bound first (no port race)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(stub_app(self.calls), log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def start(self) -> StubServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("stub server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[StubServer]:
+    server = StubServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stopped_url() -> str:
+    """The URL of a server that ran and was stopped: nothing listens there any more."""
+    server = StubServer().start()
+    server.stop()
+    return server.url
+
+
+def test_rerank_orders_and_attaches_documents(stub: StubServer) -> None:
+    with RerankClient(stub.url, timeout=TIMEOUT) as client:
+        response = client.rerank("capital of france paris", DOCS, top_n=2)
+    assert not response.fallback and response.model == "stub"
+    assert [r.index for r in response.results] == [1, 2]
+    assert response.results[0].document == DOCS[1]
+    assert response.results[0].relevance_score == pytest.approx(1.0)
+
+
+def test_empty_document_list_answers_locally(stub: StubServer) -> None:
+    before = len(stub.calls)
+    assert RerankClient(stub.url).rerank("q", []).results == []
+    assert len(stub.calls) == before
+
+
+def test_slow_server_falls_back_to_input_order_within_timeout(stub: StubServer) -> None:
+    client = RerankClient(stub.url, timeout=TIMEOUT)
+    started = time.perf_counter()
+    response = client.rerank("slow: capital of france paris", DOCS, top_n=2)
+    elapsed = time.perf_counter() - started
+    assert response.fallback and "timeout" in response.fallback_reason
+    assert [r.index for r in response.results] == [0, 1]
+    assert all(r.relevance_score is None for r in response.results)
+    assert elapsed < SLOW_SECONDS, "the client must not wait for the slow answer"
+
+
+def test_bm25_fallback_order_on_5xx(stub: StubServer) -> None:
+    client = RerankClient(stub.url, timeout=TIMEOUT, fallback="bm25")
+    response = client.rerank("fail500: paris france capital", DOCS)
+    assert response.fallback and "500" in response.fallback_reason and "boom" in response.fallback_reason
+    assert [r.index for r in response.results] == [2, 1, 0]
+
+
+def test_stopped_server_falls_back(stopped_url: str) -> None:
+    response = RerankClient(stopped_url, timeout=TIMEOUT).rerank("paris", DOCS)
+    assert response.fallback and "connection error" in response.fallback_reason
+    assert [r.document for r in response.results] == DOCS
+
+
+def test_4xx_raises_with_server_message(stub: StubServer) -> None:
+    client = RerankClient(stub.url, timeout=TIMEOUT)
+    with pytest.raises(RerankRequestError) as err:
+        client.rerank("bad400: x", DOCS)
+    assert err.value.status_code == 400 and "cannot be empty" in str(err.value)
+    with pytest.raises(RerankRequestError, match="invalid API key") as err:
+        RerankClient(stub.url, api_key="wrong").rerank("paris", DOCS)
+    assert err.value.status_code == 401
+    assert client.breaker.state == "closed", "a 4xx proves the server is alive"
+
+
+def test_fallback_disabled_raises(stopped_url: str) -> None:
+    with pytest.raises(RerankUnavailableError, match="connection error"):
+        RerankClient(stopped_url, timeout=TIMEOUT, fallback=None).rerank("paris", DOCS)
+
+
+def test_circuit_breaker_stops_hammering_then_recovers(stub: StubServer) -> None:
+    client = RerankClient(stub.url, timeout=TIMEOUT, failure_threshold=2, reset_timeout=0.3)
+    for _ in range(2):
+        assert client.rerank("fail500: paris", DOCS).fallback
+    assert client.breaker.state == "open"
+    before = len(stub.calls)
+    started = time.perf_counter()
+    response = client.rerank("paris", DOCS)
+    assert response.fallback and "circuit open" in response.fallback_reason
+    assert len(stub.calls) == before, "an open circuit must not send requests"
+    assert time.perf_counter() - started < 0.1
+    time.sleep(0.35)  # half-open: one trial goes through and closes the circuit
+    response = client.rerank("paris", DOCS)
+    assert not response.fallback and client.breaker.state == "closed"
+    assert len(stub.calls) == before + 1
+
+
+def test_breaker_state_machine_with_fake_clock() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(failure_threshold=3, reset_timeout=10, clock=lambda: now[0])
+    for _ in range(2):
+        breaker.record_failure()
+    assert breaker.state == "closed" and breaker.allow()
+    breaker.record_failure()
+    assert breaker.state == "open" and not breaker.allow()
+    now[0] = 10.0
+    assert breaker.state == "half_open"
+    assert breaker.allow() and not breaker.allow(), "only one trial in half-open"
+    breaker.record_failure()  # failed trial: open for a full period again
+    now[0] = 15.0
+    assert not breaker.allow()
+    now[0] = 20.0
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state == "closed" and breaker.allow()
+
+
+async def test_async_client_ok_timeout_and_4xx(stub: StubServer) -> None:
+    async with AsyncRerankClient(stub.url, timeout=TIMEOUT) as client:
+        ok, slow = await asyncio.gather(
+            client.rerank("capital of france paris", DOCS, top_n=1),
+            client.rerank("slow: capital of france paris", DOCS),
+        )
+        assert not ok.fallback and [r.index for r in ok.results] == [1]
+        assert slow.fallback and "timeout" in slow.fallback_reason
+        with pytest.raises(RerankRequestError):
+            await client.rerank("bad400: x", DOCS)
+
+
+async def test_async_client_stopped_server(stopped_url: str) -> None:
+    async with AsyncRerankClient(stopped_url, timeout=TIMEOUT, fallback="bm25") as client:
+        response = await client.rerank("paris france capital", DOCS)
+    assert response.fallback and [r.index for r in response.results] == [2, 1, 0]
