@@ -140,5 +140,12 @@ def make_tiny_model(
     console.print(f"wrote a tiny {kind} reranker to {path}")
 
 
+from rankserve.pipeline.cli import eval_cmd, index_cmd, search_cmd  # noqa: E402
+
+app.command("eval")(eval_cmd)
+app.command("index")(index_cmd)
+app.command("search")(search_cmd)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
