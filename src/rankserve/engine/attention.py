@@ -61,9 +61,7 @@ def varlen_available(t: torch.Tensor) -> bool:
     return _varlen_attn is not None and t.is_cuda and t.dtype in (torch.float16, torch.bfloat16)
 
 
-def attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: SeqLayout, scale: float
-) -> torch.Tensor:
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: SeqLayout, scale: float) -> torch.Tensor:
     """Causal attention; q: [Tq, Hq, D], k/v: [Tk, Hkv, D] → [Tq, Hq, D]."""
     if varlen_available(q):
         return _varlen(q, k, v, layout, scale)

@@ -105,8 +105,7 @@ def load(model: str, device: torch.device, dtype: torch.dtype) -> Loaded:
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(
-            f"{model!r} is not a model: expected a Hugging Face model id or a directory with "
-            f"config.json ({first})"
+            f"{model!r} is not a model: expected a Hugging Face model id or a directory with config.json ({first})"
         ) from exc
     kind = detect_kind(config)
     try:
@@ -142,7 +141,5 @@ def _token_id(tokenizer, token: str, model: str) -> int:
     ids = tokenizer(token, add_special_tokens=False)["input_ids"]
     tid = tokenizer.convert_tokens_to_ids(token)
     if tid is None or tid == tokenizer.unk_token_id or ids != [tid]:
-        raise ModelLoadError(
-            f"the tokenizer of {model!r} has no single token {token!r}; is it a Qwen3-Reranker?"
-        )
+        raise ModelLoadError(f"the tokenizer of {model!r} has no single token {token!r}; is it a Qwen3-Reranker?")
     return tid

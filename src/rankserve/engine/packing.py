@@ -41,28 +41,41 @@ def plan_batches(pairs: Sequence[Pair], max_batch_tokens: int) -> list[list[Pair
 
 @dataclass
 class PackedBatch:
-    """Flat tensors for one forward pass (see module docstring)."""
+    """Flat tensors for one forward pass.
 
-    ids: torch.Tensor  # [Td] token ids of the per-pair parts
-    pos: torch.Tensor  # [Td] their positions
-    layout: SeqLayout  # queries = per-pair tokens; keys = prefix + own tokens
-    last: torch.Tensor  # [N] index of each pair's last token in `ids`
-    prefix_ids: torch.Tensor  # [Tp] unique prefixes (empty without prefix reuse)
-    prefix_pos: torch.Tensor
-    prefix_layout: SeqLayout | None
-    key_index: torch.Tensor | None  # [Tk] into cat(prefix_kv, own_kv); None if keys are own tokens
+    Tokens are laid out as ``[unique prefixes..., per-pair tokens...]`` and run through the
+    model in ONE pass: prefix sequences attend causally to themselves; each pair's tokens
+    attend to its prefix's keys then its own (``key_index`` gathers those keys from the same
+    layer's key tensor). Without prefix reuse there are no prefix sequences and every pair
+    carries its whole prompt.
+    """
+
+    ids: torch.Tensor  # [T] token ids
+    pos: torch.Tensor  # [T] rotary positions
+    layout: SeqLayout  # query sequences = prefixes then pairs; key sequences via key_index
+    key_index: torch.Tensor | None  # [Tk] index into the layer's keys; None if keys are the query tokens
+    last: torch.Tensor  # [N] index in `ids` of each pair's last token
+    n_prefix_seqs: int = 0  # how many query sequences are prefixes (they come first)
+    pair_keys_start: int = 0  # where the pairs' keys start in the gathered key tensor
+
+    def last_layer_layout(self) -> SeqLayout:
+        """Layout for the final layer, where each pair contributes only its last token as a query."""
+        n = self.last.numel()
+        cu_k = self.layout.cu_k[self.n_prefix_seqs :] - self.pair_keys_start
+        cu_q = torch.arange(n + 1, dtype=torch.int32, device=self.last.device)
+        return SeqLayout(cu_q, cu_k, 1, self.layout.max_k)
 
     @property
     def num_tokens(self) -> int:
-        return int(self.ids.numel() + self.prefix_ids.numel())
+        return int(self.ids.numel())
 
 
 def _cu(lengths: list[int]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
 
 
-def _ranges(starts: list[int], lengths: list[int]) -> np.ndarray:
-    if not lengths:
+def _ranges(starts, lengths) -> np.ndarray:
+    if len(lengths) == 0:
         return np.zeros(0, dtype=np.int64)
     return np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths)])
 
@@ -75,47 +88,44 @@ def pack(pairs: Sequence[Pair], device: torch.device, reuse_prefix: bool = True)
         seqs = [list(p.prefix) + p.tokens for p in pairs]
         lens = [len(s) for s in seqs]
         cu = _cu(lens)
-        layout = SeqLayout(t(cu, torch.int32), t(cu, torch.int32), max(lens), max(lens))
-        empty = torch.zeros(0, dtype=torch.long, device=device)
+        cu_t = t(cu, torch.int32)
         return PackedBatch(
             ids=t(np.concatenate(seqs)),
             pos=t(_ranges([0] * len(lens), lens)),
-            layout=layout,
-            last=t(cu[1:] - 1),
-            prefix_ids=empty,
-            prefix_pos=empty,
-            prefix_layout=None,
+            layout=SeqLayout(cu_t, cu_t, max(lens), max(lens)),
             key_index=None,
+            last=t(cu[1:] - 1),
         )
 
-    prefixes: dict[tuple[int, ...], int] = {}  # prefix -> start offset in the prefix stream
+    starts: dict[tuple[int, ...], int] = {}  # prefix -> its first token's index
     prefix_lens: list[int] = []
     for p in pairs:
-        if p.prefix not in prefixes:
-            prefixes[p.prefix] = sum(prefix_lens)
+        if p.prefix not in starts:
+            starts[p.prefix] = sum(prefix_lens)
             prefix_lens.append(len(p.prefix))
-    total_prefix = sum(prefix_lens)
     own_lens = [len(p.tokens) for p in pairs]
-    own_cu = _cu(own_lens)
-    plens = [len(p.prefix) for p in pairs]
-    key_parts = []
-    for p, own_start, own_len in zip(pairs, own_cu[:-1], own_lens):
-        start = prefixes[p.prefix]
-        key_parts.append(np.arange(start, start + len(p.prefix)))
-        key_parts.append(np.arange(total_prefix + own_start, total_prefix + own_start + own_len))
-    key_lens = [a + b for a, b in zip(plens, own_lens)]
-    layout = SeqLayout(t(own_cu, torch.int32), t(_cu(key_lens), torch.int32), max(own_lens), max(key_lens))
-    prefix_cu = _cu(prefix_lens)
-    prefix_layout = SeqLayout(
-        t(prefix_cu, torch.int32), t(prefix_cu, torch.int32), max(prefix_lens), max(prefix_lens)
+    own_starts = sum(prefix_lens) + _cu(own_lens)[:-1]
+    pair_prefix_starts = [starts[p.prefix] for p in pairs]
+    pair_prefix_lens = [len(p.prefix) for p in pairs]
+    # Keys: each prefix sees itself; each pair sees its prefix, then itself.
+    key_index = np.concatenate(
+        [_ranges(list(starts.values()), prefix_lens)]
+        + [
+            np.concatenate([np.arange(ps, ps + pl), np.arange(os_, os_ + ol)])
+            for ps, pl, os_, ol in zip(pair_prefix_starts, pair_prefix_lens, own_starts, own_lens)
+        ]
     )
+    q_lens = prefix_lens + own_lens
+    k_lens = prefix_lens + [pl + ol for pl, ol in zip(pair_prefix_lens, own_lens)]
+    layout = SeqLayout(t(_cu(q_lens), torch.int32), t(_cu(k_lens), torch.int32), max(q_lens), max(k_lens))
+    ids = np.concatenate([np.asarray(p, dtype=np.int64) for p in starts] + [np.asarray(p.tokens) for p in pairs])
+    pos = np.concatenate([_ranges([0] * len(prefix_lens), prefix_lens), _ranges(pair_prefix_lens, own_lens)])
     return PackedBatch(
-        ids=t(np.concatenate([p.tokens for p in pairs])),
-        pos=t(_ranges(plens, own_lens)),
+        ids=t(ids),
+        pos=t(pos),
         layout=layout,
-        last=t(own_cu[1:] - 1),
-        prefix_ids=t(np.concatenate([np.asarray(p, dtype=np.int64) for p in prefixes])),
-        prefix_pos=t(_ranges([0] * len(prefix_lens), prefix_lens)),
-        prefix_layout=prefix_layout,
-        key_index=t(np.concatenate(key_parts)),
+        key_index=t(key_index),
+        last=t(own_starts + np.asarray(own_lens) - 1),
+        n_prefix_seqs=len(prefix_lens),
+        pair_keys_start=sum(prefix_lens),
     )

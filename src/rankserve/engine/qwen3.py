@@ -3,7 +3,8 @@
 We load checkpoints with ``transformers`` (so every format and hub path users rely on
 works) and then run our own forward over the same parameter tensors, because scoring
 needs things the generic forward does not offer: packed sequences of different lengths,
-a per-request prefix computed once and reused as cached keys/values, and only the last
+a per-request prefix computed once whose keys/values every document of the request attends
+to (in the same pass, see :class:`~rankserve.engine.packing.PackedBatch`), and only the last
 position's hidden state projected onto the yes/no direction (never full-vocabulary logits).
 
 Norms, projections and the MLP are the HF modules themselves; only rotary embedding and
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rankserve.engine.attention import SeqLayout, attention
+from rankserve.engine.attention import attention
 from rankserve.engine.packing import PackedBatch
 
 
@@ -43,23 +44,13 @@ class Qwen3Scorer(nn.Module):
     def _rope(self, pos: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = pos[:, None].float() * self.inv_freq[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
-        return (emb.cos() * self.rope_scale).to(dtype)[:, None], (emb.sin() * self.rope_scale).to(dtype)[
-            :, None
-        ]
+        return (emb.cos() * self.rope_scale).to(dtype)[:, None], (emb.sin() * self.rope_scale).to(dtype)[:, None]
 
-    def _layers(
-        self,
-        ids: torch.Tensor,
-        pos: torch.Tensor,
-        layout: SeqLayout,
-        *,
-        save_kv: list | None = None,
-        prefix_kv: list | None = None,
-        key_index: torch.Tensor | None = None,
-        last: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        x = self.embed(ids)
-        cos, sin = self._rope(pos, x.dtype)
+    @torch.inference_mode()
+    def forward(self, batch: PackedBatch) -> torch.Tensor:
+        x = self.embed(batch.ids)
+        cos, sin = self._rope(batch.pos, x.dtype)
+        layout, last, key_index = batch.layout, batch.last, batch.key_index
         n_layers = len(self.layers)
         for i, layer in enumerate(self.layers):
             attn = layer.self_attn
@@ -70,40 +61,14 @@ class Qwen3Scorer(nn.Module):
             v = attn.v_proj(h).view(t, -1, self.head_dim)
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
-            if save_kv is not None:
-                save_kv.append((k, v))
-                if i == n_layers - 1:
-                    return x  # the prefix pass only needs keys/values
-            if prefix_kv is not None:
-                pk, pv = prefix_kv[i]
-                k = torch.cat((pk, k))[key_index]
-                v = torch.cat((pv, v))[key_index]
-            if last is not None and i == n_layers - 1:
+            if key_index is not None:
+                k, v = k[key_index], v[key_index]
+            if i == n_layers - 1:
                 # Only each pair's last position feeds the score: finish the final layer for those alone.
                 q, x = q[last], x[last]
-                layout = SeqLayout(
-                    torch.arange(last.numel() + 1, dtype=torch.int32, device=last.device),
-                    layout.cu_k,
-                    1,
-                    layout.max_k,
-                )
+                k, v = k[batch.pair_keys_start :], v[batch.pair_keys_start :]
+                layout = batch.last_layer_layout()
             o = attention(q, k, v, layout, self.scale)
             x = x + attn.o_proj(o.reshape(o.shape[0], -1))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
-        return x
-
-    @torch.inference_mode()
-    def forward(self, batch: PackedBatch) -> torch.Tensor:
-        prefix_kv = None
-        if batch.prefix_layout is not None:
-            prefix_kv = []
-            self._layers(batch.prefix_ids, batch.prefix_pos, batch.prefix_layout, save_kv=prefix_kv)
-        x = self._layers(
-            batch.ids,
-            batch.pos,
-            batch.layout,
-            prefix_kv=prefix_kv,
-            key_index=batch.key_index,
-            last=batch.last,
-        )
         return self.norm(x).float() @ self.head

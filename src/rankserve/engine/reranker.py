@@ -89,9 +89,7 @@ class Reranker:
         loaded = loader.load(str(model), dev, dt)
         limit = int(getattr(loaded.config, "max_position_embeddings", max_length) or max_length)
         if loaded.kind == loader.CROSS_ENCODER:
-            tok_limit = (
-                getattr(loaded.tokenizer, "model_max_length", ENCODER_MAX_LENGTH) or ENCODER_MAX_LENGTH
-            )
+            tok_limit = getattr(loaded.tokenizer, "model_max_length", ENCODER_MAX_LENGTH) or ENCODER_MAX_LENGTH
             limit = min(limit, ENCODER_MAX_LENGTH, tok_limit)
         max_length = min(int(max_length), limit)
         budget = int(max_batch_tokens or default_batch_tokens(dev))
