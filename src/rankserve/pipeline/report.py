@@ -54,7 +54,8 @@ def render_table(report: EvalReport, console: Console | None = None, examples: i
         row = [label(m), f"{report.first[m]:.4f}"]
         if report.reranked is not None:
             style = "green" if lift[m]["abs"] > 1e-9 else "red" if lift[m]["abs"] < -1e-9 else ""
-            row += [f"{report.reranked[m]:.4f}", f"[{style}]{_fmt_lift(lift[m]['abs'], lift[m]['rel'])}[/]"]
+            change = _fmt_lift(lift[m]["abs"], lift[m]["rel"])
+            row += [f"{report.reranked[m]:.4f}", f"[{style}]{change}[/]" if style else change]
         table.add_row(*row)
     console.print(table)
     if report.reranked is None:
@@ -152,10 +153,10 @@ def write_chart(report: EvalReport, path: str | Path) -> Path:
     for group in bars:
         ax.bar_label(group, fmt="%.3f", fontsize=7, padding=2)
     ax.set_xticks(list(x), names)
-    ax.set_ylim(0, 1.08)
+    ax.set_ylim(0, 1.22)  # headroom for the value labels and the legend
     ax.set_ylabel("score")
     ax.set_title(f"{report.dataset['name']} ({report.dataset['queries']} queries)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
