@@ -146,6 +146,10 @@ app.command("eval")(eval_cmd)
 app.command("index")(index_cmd)
 app.command("search")(search_cmd)
 
+from rankserve.ui.cli import ui  # noqa: E402
+
+app.command("ui")(ui)
+
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,56 @@
+"""Mount the UI in a FastAPI app (the API server calls this from ``create_app``).
+
+The mounted page calls the API *in-process* through ``httpx.ASGITransport(app)``: no host,
+port, proxy or TLS to guess, yet each call still runs through the server's full middleware
+stack, auth included, with the key the user typed. The page itself (HTML, assets, Gradio's
+queue) is exempt from the API key, because a browser cannot send a bearer token when it opens
+``/ui``; that grants nothing, since every scoring call needs the key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+log = logging.getLogger("rankserve.ui")
+
+UI_PATH = "/ui"
+IN_PROCESS_URL = "http://rankserve.internal"
+
+
+def quiet_gradio() -> None:
+    """No analytics or update checks: servers often run on closed networks."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("GRADIO_RUN_HISTORY", "False")
+
+
+def mount(app: FastAPI, settings: Any = None, *, path: str = UI_PATH) -> None:
+    """Mount the page at ``path``; a missing Gradio only logs a warning (the API still serves)."""
+    quiet_gradio()
+    try:
+        import gradio as gr
+        import httpx
+
+        from rankserve.ui.api import RankServeAPI
+        from rankserve.ui.app import CSS, build_blocks, theme
+    except ImportError as exc:
+        log.warning("web UI disabled: %s (pip install gradio)", exc)
+        return
+
+    transport = httpx.ASGITransport(app=app)
+
+    def make_api(key: str | None) -> RankServeAPI:
+        return RankServeAPI(IN_PROCESS_URL, key, transport=transport, display_url="this server")
+
+    exempt = getattr(app.state, "auth_exempt_prefixes", None)
+    if isinstance(exempt, list) and path not in exempt:
+        exempt.append(path)
+    blocks = build_blocks(make_api, server_label="this server 本服务器")
+    gr.mount_gradio_app(
+        app, blocks, path=path, theme=theme(), css=CSS, footer_links=[], ssr_mode=False, show_error=False
+    )
+    log.info("web UI mounted at %s", path)
