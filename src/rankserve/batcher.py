@@ -1,0 +1,300 @@
+"""Dynamic batching across concurrent requests (TEI style), independent of HTTP.
+
+Why a batcher: on a GPU, one batch of many short pairs costs about as much as one pair, so
+pairs from every in-flight request are packed together. The flow:
+
+1. ``prepare`` validates and tokenizes a request on a dedicated tokenizer thread (the event
+   loop never runs CPU-heavy work, and one thread avoids concurrent use of a tokenizer).
+2. ``submit`` enqueues the prepared request as a :class:`Ticket`, refusing it when the queue
+   already holds ``max_queued_tokens`` tokens (the HTTP layer answers 503 + Retry-After).
+3. One worker task takes pairs from the queued tickets in FIFO order up to
+   ``max_batch_tokens`` and runs ``reranker.score_pairs`` on a single model thread. A ticket's
+   future resolves as soon as all of *its* pairs are scored, not when the queue drains.
+4. A cancelled ticket (client gone, timeout) leaves the queue at once; its unscored pairs are
+   never computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from rankserve.engine.types import DocScore, Pair, PreparedRequest, ScoreRequest
+from rankserve.errors import EngineError
+
+if TYPE_CHECKING:
+    from rankserve.server.metrics import Metrics
+
+log = logging.getLogger("rankserve.batcher")
+
+
+class ScoringEngine(Protocol):
+    """The part of :class:`rankserve.engine.Reranker` the batcher uses."""
+
+    def prepare(self, request: ScoreRequest) -> PreparedRequest: ...
+
+    def score_pairs(self, pairs: list[Pair]) -> Any: ...
+
+
+class QueueFullError(Exception):
+    """The queue holds too many tokens; the caller should retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NonFiniteScoreError(EngineError):
+    """The model produced NaN or an infinite score; it must never reach a client."""
+
+
+class BatcherClosedError(RuntimeError):
+    """The batcher was shut down before the request was scored."""
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One queued request: its pairs, how far scheduling got, and timings for the request log."""
+
+    prepared: PreparedRequest
+    future: asyncio.Future[list[DocScore]]
+    enqueued_at: float = field(default_factory=time.perf_counter)
+    cursor: int = 0  # index of the next pair not yet handed to the model
+    cancelled: bool = False
+    started_at: float | None = None
+    compute_s: float = 0.0
+
+    @property
+    def remaining_tokens(self) -> int:
+        return sum(p.num_tokens for p in self.prepared.pairs[self.cursor :])
+
+    @property
+    def queue_ms(self) -> float:
+        end = self.started_at if self.started_at is not None else time.perf_counter()
+        return (end - self.enqueued_at) * 1000.0
+
+    @property
+    def compute_ms(self) -> float:
+        return self.compute_s * 1000.0
+
+
+class Batcher:
+    """Packs pairs from all queued requests into token-budgeted batches for one engine."""
+
+    def __init__(
+        self,
+        engine: ScoringEngine,
+        *,
+        max_batch_tokens: int,
+        max_queued_tokens: int,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if max_batch_tokens < 1 or max_queued_tokens < 1:
+            raise ValueError("max_batch_tokens and max_queued_tokens must be positive")
+        self.engine = engine
+        self.max_batch_tokens = max_batch_tokens
+        self.max_queued_tokens = max_queued_tokens
+        self.metrics = metrics
+        self._queue: deque[Ticket] = deque()
+        self._queued_tokens = 0
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._tokens_per_s: float | None = None  # moving average, for Retry-After
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rankserve-model")
+        self._tokenizer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rankserve-tokenize")
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the worker task on the running event loop."""
+        self._wakeup = asyncio.Event()
+        self._worker = asyncio.create_task(self._run(), name="rankserve-batcher")
+
+    async def close(self) -> None:
+        """Stop the worker and fail whatever is still queued (used after HTTP has drained)."""
+        self._closed = True
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+        while self._queue:
+            ticket = self._queue.popleft()
+            if not ticket.future.done():
+                ticket.future.set_exception(BatcherClosedError("server is shutting down"))
+        self._queued_tokens = 0
+        self._update_gauges()
+        self._model_thread.shutdown(wait=False, cancel_futures=True)
+        self._tokenizer_thread.shutdown(wait=False, cancel_futures=True)
+
+    # -- public API ------------------------------------------------------------------------
+    @property
+    def queued_tokens(self) -> int:
+        return self._queued_tokens
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    async def prepare(self, request: ScoreRequest) -> PreparedRequest:
+        """Validate and tokenize off the event loop; raises the engine's InvalidInputError."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._tokenizer_thread, self.engine.prepare, request)
+
+    def submit(self, prepared: PreparedRequest) -> Ticket:
+        """Queue a prepared request; its ``future`` resolves to the request's DocScores."""
+        if self._closed or self._wakeup is None:
+            raise BatcherClosedError("the batcher is not running")
+        tokens = prepared.num_tokens
+        if self._queued_tokens + tokens > self.max_queued_tokens:
+            if self.metrics:
+                self.metrics.rejected.inc()
+            raise QueueFullError(
+                f"server is busy: {self._queued_tokens} tokens queued, this request needs {tokens}, "
+                f"limit {self.max_queued_tokens} (--max-queued-tokens); retry later",
+                self._retry_after(tokens),
+            )
+        ticket = Ticket(prepared=prepared, future=asyncio.get_running_loop().create_future())
+        self._queue.append(ticket)
+        self._queued_tokens += tokens
+        self._update_gauges()
+        self._wakeup.set()
+        return ticket
+
+    def cancel(self, ticket: Ticket) -> None:
+        """Forget a request: drop its unscored pairs; a batch already running finishes unused."""
+        if ticket.cancelled:
+            return
+        ticket.cancelled = True
+        if not ticket.future.done():
+            ticket.future.cancel()
+        dropped = len(ticket.prepared.pairs) - ticket.cursor
+        if dropped and ticket in self._queue:
+            self._queue.remove(ticket)
+            self._queued_tokens -= ticket.remaining_tokens
+            ticket.cursor = len(ticket.prepared.pairs)
+            if self.metrics:
+                self.metrics.pairs_dropped.inc(dropped)
+            self._update_gauges()
+
+    async def score(self, request: ScoreRequest) -> list[DocScore]:
+        """Prepare, queue and await one request (for Python callers; HTTP uses the parts)."""
+        ticket = self.submit(await self.prepare(request))
+        try:
+            return await ticket.future
+        finally:
+            self.cancel(ticket)
+
+    # -- worker ----------------------------------------------------------------------------
+    def _take_batch(self) -> dict[Ticket, list[Pair]]:
+        """Pairs for the next model call, FIFO across tickets, at most ``max_batch_tokens``.
+
+        A single pair larger than the budget still goes alone (the engine caps pair length).
+        """
+        batch: dict[Ticket, list[Pair]] = {}
+        budget = self.max_batch_tokens
+        while self._queue:
+            ticket = self._queue[0]
+            if ticket.cancelled:
+                self._queue.popleft()
+                continue
+            pairs = ticket.prepared.pairs
+            while ticket.cursor < len(pairs):
+                pair = pairs[ticket.cursor]
+                if pair.num_tokens > budget and batch:
+                    return batch
+                batch.setdefault(ticket, []).append(pair)
+                ticket.cursor += 1
+                budget -= pair.num_tokens
+                self._queued_tokens -= pair.num_tokens
+            self._queue.popleft()
+        return batch
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self._take_batch()
+            self._update_gauges()
+            pairs = [p for ps in batch.values() for p in ps]
+            start = time.perf_counter()
+            for ticket in batch:
+                if ticket.started_at is None:
+                    ticket.started_at = start
+            error: BaseException | None = None
+            try:
+                await loop.run_in_executor(self._model_thread, self.engine.score_pairs, pairs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the engine failed this batch: fail its requests only
+                log.error("scoring a batch of %d pairs failed: %s", len(pairs), exc)
+                error = exc
+            elapsed = time.perf_counter() - start
+            self._record_batch(pairs, elapsed)
+            for ticket, own in batch.items():
+                ticket.compute_s += elapsed
+                self._settle(ticket, own, error)
+
+    def _settle(self, ticket: Ticket, own: list[Pair], error: BaseException | None) -> None:
+        """Resolve or fail one ticket after a batch that held some of its pairs."""
+        if ticket.future.done():
+            return
+        if error is not None:
+            self._fail(ticket, error)
+            return
+        bad = [p for p in own if p.score is None or not math.isfinite(p.score)]
+        if bad:
+            p = bad[0]
+            self._fail(
+                ticket,
+                NonFiniteScoreError(
+                    f"the model produced a non-finite score ({p.score}) for document {p.doc_index}; "
+                    "the checkpoint or dtype is probably broken"
+                ),
+            )
+            return
+        if ticket.cursor == len(ticket.prepared.pairs) and ticket.prepared.done:
+            try:
+                ticket.future.set_result(ticket.prepared.results())
+            except Exception as exc:  # folding failed: still answer, never hang the request
+                ticket.future.set_exception(exc)
+
+    def _fail(self, ticket: Ticket, error: BaseException) -> None:
+        ticket.future.set_exception(error)
+        self.cancel(ticket)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _record_batch(self, pairs: list[Pair], elapsed: float) -> None:
+        tokens = sum(p.num_tokens for p in pairs)
+        if elapsed > 0:
+            rate = tokens / elapsed
+            self._tokens_per_s = rate if self._tokens_per_s is None else 0.8 * self._tokens_per_s + 0.2 * rate
+        if self.metrics:
+            self.metrics.batch_tokens.observe(tokens)
+            self.metrics.batch_pairs.observe(len(pairs))
+            self.metrics.batch_seconds.observe(elapsed)
+            self.metrics.pairs_scored.inc(len(pairs))
+            self.metrics.tokens.inc(tokens)
+
+    def _retry_after(self, tokens: int) -> int:
+        """Seconds until the queue has probably drained enough to take ``tokens`` more."""
+        if not self._tokens_per_s:
+            return 1
+        excess = self._queued_tokens + tokens - self.max_queued_tokens
+        return max(1, min(60, math.ceil(max(excess, self._queued_tokens) / self._tokens_per_s)))
+
+    def _update_gauges(self) -> None:
+        if self.metrics:
+            self.metrics.queue_depth.set(len(self._queue))
+            self.metrics.queue_tokens.set(self._queued_tokens)

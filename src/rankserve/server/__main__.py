@@ -1,0 +1,5 @@
+"""``python -m rankserve.server [OPTIONS]`` runs ``rankserve serve``."""
+
+from rankserve.server.cli import main
+
+main()

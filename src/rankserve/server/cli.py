@@ -1,0 +1,190 @@
+"""``rankserve serve``: run the HTTP API (and UI, when installed) with uvicorn.
+
+Registered by ``rankserve.cli`` as ``app.command("serve")(serve)``. The port is bound here,
+before the model or uvicorn start, so "port in use" is one clear line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+import socket
+from pathlib import Path
+
+import typer
+import uvicorn
+
+from rankserve.server.settings import API_KEY_ENV, DEFAULT_MODEL, ServerSettings
+
+log = logging.getLogger("rankserve.server")
+
+
+def serve(
+    model: str = typer.Option(
+        DEFAULT_MODEL, "--model", "-m", help="Hugging Face id or local model directory."
+    ),
+    host: str = typer.Option("0.0.0.0", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    served_model_name: str | None = typer.Option(
+        None, help="Model name shown in responses and accepted in `model` fields (default: --model)."
+    ),
+    max_length: int = typer.Option(8192, help="Token budget per (query, document) pair."),
+    dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
+    api_key: str | None = typer.Option(
+        None, envvar=API_KEY_ENV, help=f"Require 'Authorization: Bearer KEY' (or set {API_KEY_ENV})."
+    ),
+    log_file: Path | None = typer.Option(None, help="Also write the log to this file."),
+    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+    presets: Path | None = typer.Option(
+        None, "--presets", help="TOML/YAML file of name = instruction presets (adds to the shipped ones)."
+    ),
+    max_batch_tokens: int | None = typer.Option(
+        None, help="Token budget of one model batch (default: the engine's)."
+    ),
+    max_documents: int = typer.Option(1000, help="Most documents per request (more: 413)."),
+    max_request_bytes: int = typer.Option(32 * 1024 * 1024, help="Largest request body (more: 413)."),
+    max_queued_tokens: int = typer.Option(
+        4 * 1024 * 1024, help="Tokens allowed to wait for the model (more: 503 + Retry-After)."
+    ),
+    request_timeout: float = typer.Option(600.0, help="Seconds before a request is answered 504."),
+    metrics_public: bool = typer.Option(False, help="Serve /metrics without the API key."),
+    ui: bool = typer.Option(True, help="Mount the web UI at /ui when it is installed."),
+) -> None:
+    """Serve the reranking HTTP API (simple, Jina/Cohere and vLLM formats)."""
+    from rankserve.server.logsetup import setup_logging
+    from rankserve.server.presets import PresetFileError, load_presets
+
+    settings = ServerSettings(
+        model=model,
+        served_model_name=served_model_name,
+        host=host,
+        port=port,
+        device=device,
+        dtype=dtype,
+        max_length=max_length,
+        max_batch_tokens=max_batch_tokens,
+        max_documents=max_documents,
+        max_request_bytes=max_request_bytes,
+        max_queued_tokens=max_queued_tokens,
+        request_timeout=request_timeout,
+        api_key=(api_key or "").strip() or None,
+        metrics_public=metrics_public,
+        presets_file=presets,
+        log_file=log_file,
+        log_level=log_level,
+    )
+    setup_logging(log_level, log_file)
+    try:
+        load_presets(presets)
+    except PresetFileError as exc:
+        _fail(str(exc), 2)
+    sock = _bind(host, port)
+    run(settings, sock, ui=ui)
+
+
+def run(settings: ServerSettings, sock: socket.socket, *, ui: bool = True) -> None:
+    """Serve on an already bound socket until SIGINT/SIGTERM; exit 1 if the model fails to load."""
+    from rankserve.server.app import create_app
+
+    load_failed: list[BaseException] = []
+    server: _Server | None = None
+
+    def on_load_error(exc: BaseException) -> None:
+        load_failed.append(exc)
+        if server is not None:
+            server.should_exit = True
+
+    device, dtype = _resolve_target(settings)
+    log.info(
+        "Starting RankServe: model %s, device %s, dtype %s, max length %d%s",
+        settings.model,
+        device,
+        dtype,
+        settings.max_length,
+        f" (served as {settings.served_model_name})" if settings.served_model_name else "",
+    )
+    app = create_app(settings, mount_ui=ui, on_load_error=on_load_error)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.request_timeout) + 5,
+        log_level=settings.log_level.lower(),
+    )
+    server = _Server(config, f"http://{_display_host(settings.host)}:{settings.port}")
+    # uvicorn re-raises the signal that stopped it once it has drained; with these no-op
+    # handlers (restored by uvicorn after its own) a graceful SIGTERM/SIGINT ends with exit 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _after_shutdown)
+    server.run(sockets=[sock])
+    if load_failed:
+        raise typer.Exit(code=1)
+
+
+def _after_shutdown(signum: int, frame: object) -> None:
+    """The server has already shut down gracefully; nothing is left to interrupt."""
+
+
+def _resolve_target(settings: ServerSettings) -> tuple[str, str]:
+    """Device and dtype as the engine will resolve "auto", for the first log line."""
+    from rankserve.engine.loader import resolve_device, resolve_dtype
+    from rankserve.errors import ModelLoadError
+
+    try:
+        device = resolve_device(settings.device)
+        dtype = resolve_dtype(settings.dtype, device)
+    except ModelLoadError as exc:
+        _fail(str(exc), 2)
+    return str(device), str(dtype).removeprefix("torch.")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket now; a busy port is one line on stderr and exit code 1."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+    except socket.gaierror as exc:
+        _fail(f"cannot listen on host {host!r}: {exc.strerror}", 1)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            _fail(
+                f"port {port} is already in use on {host}: stop the other server or choose another "
+                f"port with --port",
+                1,
+            )
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    log.debug("exiting: %s", message)
+    raise typer.Exit(code=code)
+
+
+def _display_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, logging our "started" line once the socket is really listening."""
+
+    def __init__(self, config: uvicorn.Config, url: str) -> None:
+        super().__init__(config)
+        self.url = url
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and not self.should_exit:
+            log.info("HTTP server started on %s", self.url)
+
+
+def main() -> None:
+    """``python -m rankserve.server``: the serve command without the rest of the CLI."""
+    typer.run(serve)

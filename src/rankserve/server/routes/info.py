@@ -1,0 +1,57 @@
+"""Health, model list, presets and metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from rankserve.server import scoring
+from rankserve.server.presets import DEFAULT_PRESET
+
+router = APIRouter(tags=["info"])
+
+
+@router.get("/health", summary="Readiness: 200 once the model is loaded, 503 while loading")
+async def health(request: Request) -> JSONResponse:
+    state = scoring.app_state(request)
+    if state.status == "ready":
+        return JSONResponse({"status": "healthy", "model": state.model_name})
+    body = {"status": state.status, "model": state.model_name}
+    if state.load_error:
+        body["error"] = state.load_error
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+
+@router.get("/v1/models", summary="Served models (OpenAI list format)")
+async def models(request: Request) -> dict:
+    state = scoring.app_state(request)
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": state.model_name,
+                "object": "model",
+                "created": state.created,
+                "owned_by": "rankserve",
+                "root": state.settings.model,
+                "max_model_len": state.settings.max_length,
+                "ready": state.status == "ready",
+            }
+        ],
+    }
+
+
+@router.get("/v1/presets", summary="Instruction presets selectable with `preset`")
+async def presets(request: Request) -> dict:
+    state = scoring.app_state(request)
+    return {
+        "object": "list",
+        "default": DEFAULT_PRESET if DEFAULT_PRESET in state.presets else None,
+        "data": [{"name": name, "instruction": text} for name, text in state.presets.items()],
+    }
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    m = scoring.app_state(request).metrics
+    return Response(m.render(), media_type=m.content_type)

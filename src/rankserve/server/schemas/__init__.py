@@ -1,0 +1,1 @@
+"""Request/response models, one module per API dialect (simple, Cohere/Jina, vLLM)."""

@@ -1,0 +1,134 @@
+"""Run scoring work for one HTTP request: validation, batching, timeout, disconnects.
+
+Every dialect (simple, Cohere/Jina, vLLM) ends up here with a list of engine
+``ScoreRequest``s, so overload, timeouts and client disconnects behave the same on every
+route. The request log fields (docs, tokens, queue and compute time) are filled in here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from fastapi import Request
+
+from rankserve.batcher import BatcherClosedError, NonFiniteScoreError, QueueFullError, Ticket
+from rankserve.engine.types import DEFAULT_TRUNCATION, DocScore, ScoreRequest
+from rankserve.errors import EngineError
+from rankserve.server.errors import APIError
+from rankserve.server.presets import resolve_instruction
+from rankserve.server.state import AppState
+
+log = logging.getLogger("rankserve.server")
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its answer was ready; nothing is sent."""
+
+
+def app_state(request: Request) -> AppState:
+    return request.app.state.rankserve
+
+
+def check_inputs(
+    state: AppState, query_field: str, docs_field: str, queries: Sequence[str], documents: Sequence[str]
+) -> None:
+    """The checks the issue words exactly: empty query/list, empty items, too many documents."""
+    if not queries or any(not q.strip() for q in queries) or not documents:
+        raise APIError(400, f"{query_field} and {docs_field} cannot be empty")
+    for i, doc in enumerate(documents):
+        if not doc.strip():
+            raise APIError(400, f"{docs_field}[{i}] is empty")
+    limit = state.settings.max_documents
+    if len(documents) > limit:
+        raise APIError(
+            413,
+            f"too many {docs_field}: {len(documents)} > limit {limit} (--max-documents)",
+            "too_many_documents",
+        )
+
+
+def build_request(
+    state: AppState,
+    query: str,
+    documents: Sequence[str],
+    instruction: str | None,
+    preset: str | None,
+    truncation: str | None,
+) -> ScoreRequest:
+    return ScoreRequest(
+        query=query,
+        documents=list(documents),
+        instruction=resolve_instruction(state.presets, instruction, preset),
+        truncation=truncation or DEFAULT_TRUNCATION,
+    )
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    """Returns when the client closes the connection (the body has already been read)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def score(request: Request, score_requests: Sequence[ScoreRequest]) -> list[list[DocScore]]:
+    """Score every ScoreRequest through the batcher; one DocScore list each, in input order.
+
+    Raises APIError for overload (503), timeout (504) and non-finite scores (500), and
+    ClientDisconnected when the client leaves first; in every case the request's queued
+    pairs are dropped from the batcher.
+    """
+    state = app_state(request)
+    batcher = state.require_batcher()
+    ctx = request.state
+    ctx.docs = sum(len(r.documents) for r in score_requests)
+    tickets: list[Ticket] = []
+
+    async def work() -> list[list[DocScore]]:
+        prepared = [await batcher.prepare(r) for r in score_requests]
+        ctx.tokens = sum(p.num_tokens for p in prepared)
+        for p in prepared:
+            tickets.append(batcher.submit(p))
+        return [await t.future for t in tickets]
+
+    timeout = state.settings.request_timeout
+    work_task = asyncio.create_task(work())
+    disconnect_task = asyncio.create_task(_wait_for_disconnect(request))
+    try:
+        done, _ = await asyncio.wait(
+            {work_task, disconnect_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if work_task in done:
+            return _unwrap(work_task, state, ctx)
+        if disconnect_task in done:
+            raise ClientDisconnected()
+        raise APIError(504, f"request took longer than {timeout:g} s (--request-timeout)")
+    finally:
+        for task in (work_task, disconnect_task):
+            if not task.done():
+                task.cancel()
+        for ticket in tickets:
+            batcher.cancel(ticket)
+        if tickets:
+            ctx.queue_ms = max(t.queue_ms for t in tickets)
+            ctx.compute_ms = max(t.compute_ms for t in tickets)
+
+
+def _unwrap(task: asyncio.Task[list[list[DocScore]]], state: AppState, ctx: object) -> list[list[DocScore]]:
+    """The task's result, with batcher/engine failures turned into HTTP errors."""
+    try:
+        results = task.result()
+    except QueueFullError as exc:
+        raise APIError(503, str(exc), "server_busy", {"Retry-After": str(exc.retry_after)}) from exc
+    except BatcherClosedError as exc:
+        raise APIError(503, str(exc), "service_unavailable", {"Retry-After": "5"}) from exc
+    except NonFiniteScoreError as exc:
+        log.error("request %s: %s", getattr(ctx, "request_id", "-"), exc)
+        raise APIError(500, str(exc), "non_finite_score") from exc
+    except EngineError as exc:
+        log.error("request %s: scoring failed: %s", getattr(ctx, "request_id", "-"), exc)
+        raise APIError(500, f"scoring failed: {exc}") from exc
+    state.metrics.truncations.inc(sum(r.truncated for rs in results for r in rs))
+    return results

@@ -1,0 +1,49 @@
+"""Server settings: one frozen object built by the CLI and read by every server module.
+
+Kept separate from the CLI so that ``create_app`` can be called from Python (tests, other
+ASGI apps) without going through typer.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MODEL = "Qwen/Qwen3-Reranker-0.6B"
+API_KEY_ENV = "RANKSERVE_API_KEY"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything ``rankserve serve`` can be told; defaults match the CLI's defaults."""
+
+    model: str = DEFAULT_MODEL
+    served_model_name: str | None = None
+    host: str = "0.0.0.0"
+    port: int = 8000
+    device: str = "auto"
+    dtype: str = "auto"
+    max_length: int = 8192
+    max_batch_tokens: int | None = None  # None: the engine's own default
+    max_documents: int = 1000
+    max_request_bytes: int = 32 * 1024 * 1024
+    max_queued_tokens: int = 4 * 1024 * 1024
+    request_timeout: float = 600.0
+    api_key: str | None = None
+    metrics_public: bool = False
+    presets_file: Path | None = None
+    log_file: Path | None = None
+    log_level: str = "info"
+    prefix_reuse: bool = True
+
+    @property
+    def model_name(self) -> str:
+        """The name clients see in responses and must use in ``model`` fields."""
+        return self.served_model_name or self.model
+
+    @staticmethod
+    def api_key_from_env() -> str | None:
+        """``RANKSERVE_API_KEY`` when set and non-empty (an empty variable means "no key")."""
+        value = os.environ.get(API_KEY_ENV, "").strip()
+        return value or None

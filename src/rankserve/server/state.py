@@ -1,0 +1,123 @@
+"""Per-app runtime state: settings, presets, metrics, and the model once it has loaded.
+
+The model loads in the background (so ``/health`` can answer "loading" to Kubernetes probes
+instead of the port staying closed); every scoring route asks :meth:`AppState.require_batcher`,
+which answers 503 until the model is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rankserve.batcher import Batcher
+from rankserve.server.errors import APIError
+from rankserve.server.metrics import Metrics
+from rankserve.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from rankserve.engine import Reranker
+
+log = logging.getLogger("rankserve.server")
+
+
+class AppState:
+    """What the routes of one app share."""
+
+    def __init__(self, settings: ServerSettings, presets: dict[str, str]) -> None:
+        self.settings = settings
+        self.presets = presets
+        self.metrics = Metrics()
+        self.created = int(time.time())
+        self.status = "loading"  # loading | ready | failed
+        self.load_error: str | None = None
+        self.reranker: Reranker | None = None
+        self.batcher: Batcher | None = None
+        self._load_task: asyncio.Task[None] | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self.settings.model_name
+
+    def require_batcher(self) -> Batcher:
+        """The batcher, or a 503 the client can retry while the model loads."""
+        if self.batcher is None:
+            if self.status == "failed":
+                raise APIError(503, f"model failed to load: {self.load_error}", "model_load_failed")
+            raise APIError(
+                503, "model is still loading; retry shortly", "model_loading", {"Retry-After": "5"}
+            )
+        return self.batcher
+
+    def check_model(self, requested: str | None) -> None:
+        """A request may name the model; a name we do not serve is a 404, as in vLLM/OpenAI."""
+        if requested is None or requested in (self.settings.model_name, self.settings.model):
+            return
+        raise APIError(
+            404,
+            f"model {requested!r} not found; this server serves {self.model_name!r}",
+            "model_not_found",
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def attach(self, reranker: Reranker) -> None:
+        """Make a loaded engine servable: start a batcher around it."""
+        s = self.settings
+        max_batch_tokens = s.max_batch_tokens or int(getattr(reranker, "max_batch_tokens", 0) or 16384)
+        batcher = Batcher(
+            reranker,
+            max_batch_tokens=max_batch_tokens,
+            max_queued_tokens=s.max_queued_tokens,
+            metrics=self.metrics,
+        )
+        await batcher.start()
+        self.reranker, self.batcher, self.status = reranker, batcher, "ready"
+        self.metrics.model_loaded.set(1)
+        log.info(
+            "Model ready: %s (%s) on %s, dtype %s, max length %s, max batch tokens %d",
+            self.model_name,
+            getattr(reranker, "kind", "?"),
+            getattr(reranker, "device", "?"),
+            _dtype_name(getattr(reranker, "dtype", "?")),
+            getattr(reranker, "max_length", "?"),
+            max_batch_tokens,
+        )
+
+    def start_loading(self, on_error: Callable[[BaseException], None] | None) -> None:
+        """Load the model on a thread without blocking startup."""
+        self._load_task = asyncio.create_task(self._load(on_error), name="rankserve-load-model")
+
+    async def _load(self, on_error: Callable[[BaseException], None] | None) -> None:
+        s = self.settings
+        started = time.perf_counter()
+        try:
+            from rankserve.engine import Reranker
+
+            kwargs: dict[str, Any] = dict(
+                device=s.device, dtype=s.dtype, max_length=s.max_length, prefix_reuse=s.prefix_reuse
+            )
+            if s.max_batch_tokens:
+                kwargs["max_batch_tokens"] = s.max_batch_tokens
+            reranker = await asyncio.to_thread(Reranker.from_pretrained, s.model, **kwargs)
+            log.info("Model loaded in %.1f s", time.perf_counter() - started)
+            await self.attach(reranker)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.status, self.load_error = "failed", f"{type(exc).__name__}: {exc}"
+            log.error("Could not load model %s: %s", s.model, exc)
+            if on_error is not None:
+                on_error(exc)
+
+    async def close(self) -> None:
+        if self._load_task is not None and not self._load_task.done():
+            self._load_task.cancel()
+        if self.batcher is not None:
+            await self.batcher.close()
+
+
+def _dtype_name(dtype: object) -> str:
+    return str(dtype).removeprefix("torch.")
