@@ -140,6 +140,10 @@ def make_tiny_model(
     console.print(f"wrote a tiny {kind} reranker to {path}")
 
 
+from rankserve.server.cli import serve  # noqa: E402
+
+app.command("serve")(serve)
+
 from rankserve.pipeline.cli import eval_cmd, index_cmd, search_cmd  # noqa: E402
 
 app.command("eval")(eval_cmd)
