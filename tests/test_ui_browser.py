@@ -75,10 +75,10 @@ def _rankserve(*args: str) -> list[str]:
 class Process:
     """A subprocess with its output in a file, shown when it fails to come up."""
 
-    def __init__(self, cmd: list[str], log: Path) -> None:
+    def __init__(self, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
         self._out = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT, env=_env())
+        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT, env={**_env(), **(env or {})})
 
     def wait_http(self, url: str, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
@@ -103,18 +103,42 @@ class Process:
         self._out.close()
 
 
+SEARCH_FILES = {
+    "docker.md": "# Docker 内存\n\ndocker run --memory=512m 限制容器内存，超过上限时 OOM Killer 会结束进程。",
+    "merge.txt": "heapq.merge(a, b) merges two sorted lists lazily in O(n + m).\n\nsorted(a + b) is O(n log n).",
+    "pandas.txt": "pd.read_csv('data.csv', encoding='gbk') fixes UnicodeDecodeError for GBK files.",
+    "paris.txt": "Paris is the capital of France; lists of sorted cafés are merged by guides every year.",
+}
+
+
+def _build_index(tmp: Path) -> Path:
+    """A tiny ``rankserve index`` over a few files, for the Search documents tab."""
+    from rankserve.pipeline.index import build_index
+
+    docs = tmp / "docs"
+    docs.mkdir()
+    for name, text in SEARCH_FILES.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    build_index(docs, tmp / "index")
+    return tmp / "index"
+
+
 @pytest.fixture(scope="module")
 def processes(tiny_qwen_dir, tmp_path_factory):
     """Both processes start at once (they boot in parallel): ``rankserve serve`` with the UI
     mounted and an API key, and ``rankserve ui`` alone against a port where nothing listens."""
     tmp = tmp_path_factory.mktemp("ui-procs")
+    index = _build_index(tmp)
     port, ui_port, dead = _free_port(), _free_port(), f"http://127.0.0.1:{_free_port()}"
     serve = _rankserve(
         "serve", "--model", str(tiny_qwen_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
         "--api-key", API_KEY, "--max-length", "512", "--served-model-name", "tiny-random-reranker (test)",
     )  # fmt: skip
     procs = {
-        "server": (Process(serve, tmp / "server.log"), f"http://127.0.0.1:{port}"),
+        "server": (
+            Process(serve, tmp / "server.log", env={"RANKSERVE_UI_INDEX": str(index)}),
+            f"http://127.0.0.1:{port}",
+        ),
         "standalone": (Process(_rankserve("ui", "--api-url", dead, "--port", str(ui_port)), tmp / "ui.log"), dead),
     }
     procs["standalone"][0].url = f"http://127.0.0.1:{ui_port}"
@@ -244,6 +268,20 @@ def test_example_screenshot_and_compare(server, page):
     for row, move in zip(b, moves.all()):
         assert int(move.get_attribute("data-move")) == rank_a[row["index"]] - row["rank"]
     assert "Top-1" in page.locator("#rs-compare-summary").inner_text()
+
+
+def test_search_documents_tab(server, page):
+    _open(page, server + "/ui")
+    page.locator("#rs-api-key input").fill(API_KEY)
+    page.get_by_role("tab", name="搜索文档 Search documents").click()
+    page.locator("#rs-search-query textarea, #rs-search-query input").first.fill("merge two sorted lists")
+    page.locator("#rs-search").click()
+    page.wait_for_selector("#rs-search-table tr.top1")
+    rows = _rows(page, "#rs-search-table")
+    sources = page.locator("#rs-search-table td.rs-source").all_inner_texts()
+    assert 1 <= len(rows) <= 5 and len(sources) == len(rows)
+    assert set(sources) <= set(SEARCH_FILES) and "merge.txt" in sources
+    assert page.locator("#rs-search-table .rs-move").count() == len(rows)
 
 
 def test_friendly_errors_empty_query_and_missing_key(server, page):

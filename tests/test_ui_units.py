@@ -256,3 +256,28 @@ async def test_mounted_ui_keeps_the_api_key(tiny_reranker):
     assert ranking.order() == [r["index"] for r in direct.json()["results"]]
     for r in direct.json()["results"]:
         assert ranking.scores[r["index"]] == pytest.approx(r["relevance_score"], abs=1e-6)
+
+
+# --- handlers: whatever fails, the page gets a message box -----------------------------------
+
+
+async def test_handlers_turn_every_failure_into_a_message():
+    from rankserve.ui.handlers import Handlers
+
+    def refuse(request):
+        raise httpx.ConnectError("connection refused", request=request)
+
+    act = Handlers(lambda key: _api(refuse, key))
+    args = ("a\nb", None, "", "default", "", 0, "head_tail", None)
+    out = await act.run("q", *args)
+    assert 'data-kind="unreachable"' in out[0] and out[1:] == ("", "", "")
+    out = await act.run("  ", *args)
+    assert 'data-kind="empty_query"' in out[0]
+    loaded = await act.load_server(None)
+    assert 'data-kind="unreachable"' in loaded[0] and all(isinstance(u, dict) for u in loaded[1:])
+
+    def broken(key):
+        raise RuntimeError("boom")
+
+    out = await Handlers(broken).compare("q", "a", None, "", "default", "", "step_by_step", "", 0, "head", None)
+    assert 'data-kind="unexpected"' in out[0] and "RuntimeError: boom" in out[0] and "Traceback" not in out[0]

@@ -1,4 +1,5 @@
-"""The Gradio page: inputs on top, then tabs for ranking and for comparing two instructions.
+"""The Gradio page's layout: inputs on top, then tabs to rank, compare two instructions and
+(with an index) search documents; the actions live in ``handlers.py``.
 
 The page holds no model: every action is an HTTP call to a RankServe server through
 :class:`~rankserve.ui.api.RankServeAPI`, built per click by ``make_api(key)`` with the API key
@@ -8,24 +9,16 @@ the user typed. That is what lets the same page run mounted in the server (``/ui
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from rankserve.ui import inputs, messages, render
-from rankserve.ui.api import Presets, Ranking, RankServeAPI
+from rankserve.ui import render
 from rankserve.ui.examples import EXAMPLES
-
-log = logging.getLogger("rankserve.ui")
-
-ApiFactory = Callable[[str | None], RankServeAPI]
+from rankserve.ui.handlers import FALLBACK_PRESETS, ApiFactory, Handlers
 
 CSS = (Path(__file__).with_name("style.css")).read_text(encoding="utf-8")
-FALLBACK_PRESETS = ["default", "web_search", "legal_compliance", "technical_accuracy", "step_by_step"]
 TRUNCATION_CHOICES = [("head_tail（默认 default）", "head_tail"), ("head", "head"), ("chunks", "chunks")]
 
 
@@ -37,30 +30,9 @@ def theme() -> gr.themes.Base:
     )
 
 
-def _top_n(value: Any) -> int | None:
-    try:
-        n = int(value or 0)
-    except (TypeError, ValueError):
-        return None
-    return n if n > 0 else None
-
-
-def _instruction(custom: str | None) -> str | None:
-    return (custom or "").strip() or None
-
-
-async def _rank(
-    make_api: ApiFactory, key: str | None, query: str, docs: list[str], preset: str | None, custom: str | None,
-    truncation: str | None, model: str | None,
-) -> Ranking:  # fmt: skip
-    api = make_api((key or "").strip() or None)
-    return await api.rerank(
-        query, docs, instruction=_instruction(custom), preset=preset or None, truncation=truncation, model=model or None
-    )
-
-
-def build_blocks(make_api: ApiFactory, *, server_label: str) -> gr.Blocks:
-    """The whole page. ``server_label`` tells the user which server the page talks to."""
+def build_blocks(make_api: ApiFactory, *, server_label: str, index: Any = None) -> gr.Blocks:
+    """The whole page. ``server_label`` tells the user which server the page talks to;
+    ``index`` (a loaded ``rankserve index``) adds the "Search documents" tab."""
     with gr.Blocks(title="RankServe UI", analytics_enabled=False) as demo:
         presets_state = gr.State({})
         gr.HTML(
@@ -156,100 +128,51 @@ def build_blocks(make_api: ApiFactory, *, server_label: str) -> gr.Blocks:
                     with gr.Column():
                         gr.Markdown("**B** (▲ 上升 up · ▼ 下降 down · ＝ 不变 same)")
                         table_b = gr.HTML(elem_id="rs-compare-b")
+            if index is not None:
+                with gr.Tab("搜索文档 Search documents", id="search"):
+                    gr.Markdown(
+                        f"在索引 `{index.path}`（{len(index)} 段）中检索，再用上方的指令重排序；"
+                        "箭头表示相对初排的名次变化。 Retrieve from the index, rerank with the instruction "
+                        "above; arrows show each passage's move versus the first stage."
+                    )
+                    with gr.Row():
+                        search_q = gr.Textbox(label="问题 Question", scale=4, elem_id="rs-search-query")
+                        search_k = gr.Number(value=50, precision=0, minimum=1, label="初排 Top K", scale=1)
+                        search_n = gr.Number(value=5, precision=0, minimum=1, label="显示 Top N", scale=1)
+                    search_btn = gr.Button("搜索 Search", variant="primary", elem_id="rs-search")
+                    search_msg = gr.HTML(elem_id="rs-search-message")
+                    search_stats = gr.HTML(elem_id="rs-search-stats")
+                    search_table = gr.HTML(elem_id="rs-search-results")
 
-        async def load_server(key: str | None) -> tuple[Any, ...]:
-            """Presets and models from the server; failures become a message, not a broken page."""
-            api = make_api((key or "").strip() or None)
-            try:
-                found: Presets = await api.presets()
-                models = await api.models()
-            except messages.FriendlyError as err:
-                return gr.update(), gr.update(), gr.update(), {}, render.message_html(err)
-            except Exception as exc:  # noqa: BLE001 - the page must stay usable
-                log.exception("loading presets/models failed")
-                return gr.update(), gr.update(), gr.update(), {}, render.message_html(messages.unexpected(exc))
-            names = found.names or FALLBACK_PRESETS
-            model_update = gr.update(choices=models, value=models[0] if models else None, visible=len(models) > 1)
-            return (
-                gr.update(choices=names),
-                gr.update(choices=names),
-                model_update,
-                found.instructions,
-                "",
-            )
-
-        async def run(
-            q: str, typed: str, file: str | None, key: str, p: str, c: str, n: Any, trunc: str, m: str | None
-        ) -> tuple[str, str, str, str]:
-            try:
-                text, docs = inputs.collect(q, typed, file)
-                ranking = await _rank(make_api, key, text, docs, p, c, trunc, m)
-            except messages.FriendlyError as err:
-                return render.message_html(err), "", "", ""
-            except Exception as exc:  # noqa: BLE001 - never a stack trace in the page
-                log.exception("rerank from the UI failed")
-                return render.message_html(messages.unexpected(exc)), "", "", ""
-            limit = _top_n(n)
-            return (
-                "",
-                render.stats_html(ranking, limit),
-                render.ranking_table(ranking, limit, table_id="rs-rank-table"),
-                render.score_chart(ranking, limit),
-            )
-
-        async def compare(
-            q: str, typed: str, file: str | None, key: str, pa: str, ca: str, pb: str, cb: str, n: Any, trunc: str,
-            m: str | None,
-        ) -> tuple[str, str, str, str]:  # fmt: skip
-            try:
-                text, docs = inputs.collect(q, typed, file)
-                a, b = await asyncio.gather(
-                    _rank(make_api, key, text, docs, pa, ca, trunc, m),
-                    _rank(make_api, key, text, docs, pb, cb, trunc, m),
-                )
-            except messages.FriendlyError as err:
-                return render.message_html(err), "", "", ""
-            except Exception as exc:  # noqa: BLE001
-                log.exception("compare from the UI failed")
-                return render.message_html(messages.unexpected(exc)), "", "", ""
-            same = (_instruction(ca) or pa) == (_instruction(cb) or pb)
-            note = render.message_html(note="A 与 B 的指令相同 A and B use the same instruction.") if same else ""
-            limit = _top_n(n)
-            return (
-                note,
-                render.compare_summary(a, b),
-                render.ranking_table(a, limit, table_id="rs-table-a"),
-                render.ranking_table(b, limit, table_id="rs-table-b", before=a),
-            )
+        act = Handlers(make_api, index)
 
         def show_preset(name: str, known: dict[str, str]) -> Any:
             """Show the preset's instruction as the custom box's placeholder: what will be sent."""
             return gr.update(placeholder=known.get(name, ""))
 
-        server_outputs = [preset, preset_b, model, presets_state, server_msg]
-        demo.load(load_server, inputs=[api_key], outputs=server_outputs, show_progress="hidden")
-        api_key.submit(load_server, inputs=[api_key], outputs=server_outputs, show_progress="hidden")
-        api_key.blur(load_server, inputs=[api_key], outputs=server_outputs, show_progress="hidden")
-        preset.change(show_preset, inputs=[preset, presets_state], outputs=[custom], show_progress="hidden")
-        preset_b.change(show_preset, inputs=[preset_b, presets_state], outputs=[custom_b], show_progress="hidden")
-        presets_state.change(show_preset, inputs=[preset, presets_state], outputs=[custom], show_progress="hidden")
-        shared = [query, candidates, upload, api_key]
-        run_btn.click(
-            run,
-            inputs=[*shared, preset, custom, top_n, truncation, model],
-            outputs=[rank_msg, rank_stats, rank_table, rank_chart],
-            api_name="rerank",
-        )
-        query.submit(
-            run,
-            inputs=[*shared, preset, custom, top_n, truncation, model],
-            outputs=[rank_msg, rank_stats, rank_table, rank_chart],
-            api_visibility="private",
-        )
+        quiet: dict[str, Any] = {"show_progress": "hidden"}
+        server_outputs = [server_msg, preset, preset_b, model, presets_state]
+        demo.load(act.load_server, inputs=[api_key], outputs=server_outputs, **quiet)
+        api_key.submit(act.load_server, inputs=[api_key], outputs=server_outputs, **quiet)
+        api_key.blur(act.load_server, inputs=[api_key], outputs=server_outputs, **quiet)
+        preset.change(show_preset, inputs=[preset, presets_state], outputs=[custom], **quiet)
+        preset_b.change(show_preset, inputs=[preset_b, presets_state], outputs=[custom_b], **quiet)
+        presets_state.change(show_preset, inputs=[preset, presets_state], outputs=[custom], **quiet)
+        rank_inputs = [query, candidates, upload, api_key, preset, custom, top_n, truncation, model]
+        rank_outputs = [rank_msg, rank_stats, rank_table, rank_chart]
+        run_btn.click(act.run, inputs=rank_inputs, outputs=rank_outputs, api_name="rerank")
+        query.submit(act.run, inputs=rank_inputs, outputs=rank_outputs, api_visibility="private")
         compare_btn.click(
-            compare,
-            inputs=[*shared, preset, custom, preset_b, custom_b, top_n, truncation, model],
+            act.compare,
+            inputs=[query, candidates, upload, api_key, preset, custom, preset_b, custom_b, top_n, truncation, model],
             outputs=[compare_msg, compare_stats, table_a, table_b],
             api_name="compare",
         )
+        if index is not None:
+            search_btn.click(
+                act.search,
+                inputs=[search_q, api_key, search_k, search_n, preset, custom, truncation, model],
+                outputs=[search_msg, search_stats, search_table],
+                api_name="search",
+            )
     return demo

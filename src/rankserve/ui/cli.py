@@ -7,7 +7,10 @@ own backend when the user leaves the key field empty; it is never sent to the br
 from __future__ import annotations
 
 import errno
+import os
 import socket
+from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -27,14 +30,18 @@ def ui(
     api_key: str | None = typer.Option(
         None, "--api-key", help="The server's API key, used when the user leaves the key field empty."
     ),
+    index: Path | None = typer.Option(
+        None, "--index", help="A `rankserve index` directory: adds the Search documents tab."
+    ),
 ) -> None:
     """Serve the web UI for checking rankings, against a RankServe server at --api-url."""
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     url = normalize_url(api_url)
+    loaded = _load_index(index)
     sock = _bind(host, port)
-    app = build_app(url, (api_key or "").strip() or None)
+    app = build_app(url, (api_key or "").strip() or None, loaded)
     import uvicorn
 
     shown = f"[{host}]" if ":" in host else host
@@ -43,7 +50,7 @@ def ui(
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def build_app(api_url: str, api_key: str | None = None):  # -> FastAPI (imported lazily)
+def build_app(api_url: str, api_key: str | None = None, index: Any = None):  # -> FastAPI (imported lazily)
     """A FastAPI app with the page at ``/``, calling the server at ``api_url``."""
     from rankserve.ui.mount import quiet_gradio
 
@@ -58,10 +65,21 @@ def build_app(api_url: str, api_key: str | None = None):  # -> FastAPI (imported
         return RankServeAPI(api_url, key or api_key)
 
     app = FastAPI(title="RankServe UI", docs_url=None, redoc_url=None, openapi_url=None)
-    blocks = build_blocks(make_api, server_label=api_url)
+    blocks = build_blocks(make_api, server_label=api_url, index=index)
     return gr.mount_gradio_app(
         app, blocks, path="/", theme=theme(), css=CSS, footer_links=[], ssr_mode=False, show_error=False
     )
+
+
+def _load_index(path: Path | None) -> Any:
+    """The index (or $RANKSERVE_UI_INDEX), or one clear line and exit 2 when it cannot be read."""
+    from rankserve.ui.search import INDEX_ENV, open_index
+
+    try:
+        return open_index(path)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: cannot open index {path or os.environ.get(INDEX_ENV)}: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _bind(host: str, port: int) -> socket.socket:

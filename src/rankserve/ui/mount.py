@@ -2,7 +2,8 @@
 
 The mounted page calls the API *in-process* through ``httpx.ASGITransport(app)``: no host,
 port, proxy or TLS to guess, yet each call still runs through the server's full middleware
-stack, auth included, with the key the user typed. The page itself (HTML, assets, Gradio's
+stack, auth included, with the key the user typed. Set ``RANKSERVE_UI_INDEX`` to a
+``rankserve index`` directory to add the "Search documents" tab. The page itself (HTML, assets, Gradio's
 queue) is exempt from the API key, because a browser cannot send a bearer token when it opens
 ``/ui``; that grants nothing, since every scoring call needs the key.
 """
@@ -49,8 +50,20 @@ def mount(app: FastAPI, settings: Any = None, *, path: str = UI_PATH) -> None:
     exempt = getattr(app.state, "auth_exempt_prefixes", None)
     if isinstance(exempt, list) and path not in exempt:
         exempt.append(path)
-    blocks = build_blocks(make_api, server_label="this server 本服务器")
+    index = _index()
+    blocks = build_blocks(make_api, server_label="this server 本服务器", index=index)
     gr.mount_gradio_app(
         app, blocks, path=path, theme=theme(), css=CSS, footer_links=[], ssr_mode=False, show_error=False
     )
     log.info("web UI mounted at %s", path)
+
+
+def _index() -> Any:
+    """The document index named by ``$RANKSERVE_UI_INDEX``, if any; a bad one only loses the tab."""
+    from rankserve.ui.search import INDEX_ENV, open_index
+
+    try:
+        return open_index(None)
+    except Exception as exc:  # noqa: BLE001 - the API must come up regardless
+        log.warning("web UI: no document search (%s=%s): %s", INDEX_ENV, os.environ.get(INDEX_ENV), exc)
+        return None

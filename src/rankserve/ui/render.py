@@ -88,22 +88,36 @@ def _text_cell(text: str, truncated: bool | None) -> str:
     return f'<td class="rs-doc" dir="auto">{body}</td>'
 
 
-def ranking_table(ranking: Ranking, top_n: int | None, *, table_id: str, before: Ranking | None = None) -> str:
-    """The ranked table; with ``before``, each row also shows how far it moved versus that ranking."""
+def ranking_table(
+    ranking: Ranking,
+    top_n: int | None,
+    *,
+    table_id: str,
+    before: Ranking | None = None,
+    sources: list[str] | None = None,
+) -> str:
+    """The ranked table; with ``before``, each row also shows how far it moved versus that ranking.
+
+    ``sources`` (document search) adds where each passage came from, and the index column
+    becomes the first-stage rank.
+    """
     rows = []
     for rank, index in enumerate(shown_order(ranking, top_n), 1):
         score = ranking.scores[index]
         arrow = _movement(rank, before.ranks[index]) if before is not None else ""
         cls = "rs-row top1" if rank == 1 else "rs-row"
+        where = f'<td class="rs-index">{index}</td>'
+        if sources is not None:
+            where = f'<td class="rs-index">#{index + 1}</td><td class="rs-source">{_e(sources[index])}</td>'
         rows.append(
             f'<tr class="{cls}" data-rank="{rank}" data-index="{index}" data-score="{score:.6f}">'
             f'<td class="rs-rank">{"★ " if rank == 1 else ""}{rank}{arrow}</td>'
             f'<td class="rs-score"><div class="rs-bar"><span style="width:{max(score, 0.0) * 100:.1f}%"></span></div>'
-            f"<code>{score:.4f}</code></td>"
-            f'<td class="rs-index">{index}</td>'
+            f"<code>{score:.4f}</code></td>{where}"
             f"{_text_cell(ranking.documents[index], ranking.truncated[index])}</tr>"
         )
-    head = "<thead><tr><th>排名 Rank</th><th>分数 Score</th><th>原序号 Index</th><th>文本 Text</th></tr></thead>"
+    cols = "<th>原序号 Index</th>" if sources is None else "<th>初排 First stage</th><th>来源 Source</th>"
+    head = f"<thead><tr><th>排名 Rank</th><th>分数 Score</th>{cols}<th>文本 Text</th></tr></thead>"
     return f'<table class="rs-table" id="{_e(table_id)}">{head}<tbody>{"".join(rows)}</tbody></table>'
 
 
