@@ -281,3 +281,21 @@ async def test_handlers_turn_every_failure_into_a_message():
 
     out = await Handlers(broken).compare("q", "a", None, "", "default", "", "step_by_step", "", 0, "head", None)
     assert 'data-kind="unexpected"' in out[0] and "RuntimeError: boom" in out[0] and "Traceback" not in out[0]
+
+
+async def test_truncation_markers_against_the_real_app(tiny_qwen_dir):
+    """A short token budget: only the long candidate is marked truncated, found by the probe."""
+    from rankserve import Reranker
+    from rankserve.server.app import create_app
+    from rankserve.server.settings import ServerSettings
+
+    engine = Reranker.from_pretrained(str(tiny_qwen_dir), device="cpu", max_length=256)
+    app = create_app(ServerSettings(max_length=256), reranker=engine, mount_ui=False)
+    docs = ["short one", "word " * 600, "another short one"]
+    async with app.router.lifespan_context(app):
+        api = RankServeAPI("http://app", None, transport=httpx.ASGITransport(app=app))
+        ranking = await api.rerank("q", docs, truncation="head")
+        chunks = await api.rerank("q", docs, truncation="chunks")
+    assert ranking.any_truncated and ranking.truncated == [False, True, False]
+    assert chunks.truncated == [False, False, False]
+    assert "截断 truncated" in render.ranking_table(ranking, None, table_id="t")
