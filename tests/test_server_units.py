@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 from test_server_support import build_nan_model, metric_value
@@ -99,3 +101,20 @@ def test_nan_error_is_logged_with_request_id(tiny_qwen_dir, tmp_path, caplog):
     with TestClient(app) as client, caplog.at_level("ERROR", logger="rankserve"):
         client.post("/rerank", json={"query": "q", "texts": ["a"]}, headers={"X-Request-Id": "nan-42"})
     assert any("request nan-42" in r.getMessage() and "non-finite" in r.getMessage() for r in caplog.records)
+
+
+def test_model_that_cannot_load(tmp_path):
+    """Health says "failed" with the reason, scoring answers 503, and the CLI's callback fires."""
+    (tmp_path / "not-a-model").mkdir()
+    failures: list[BaseException] = []
+    app = create_app(ServerSettings(model=str(tmp_path / "not-a-model")), mount_ui=False, on_load_error=failures.append)
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 60
+        while not failures and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert failures, "the load error callback never fired"
+        r = client.get("/health")
+        assert r.status_code == 503 and r.json()["status"] == "failed"
+        assert "not-a-model" in r.json()["error"]
+        r = client.post("/rerank", json={"query": "q", "texts": ["a"]})
+        assert r.status_code == 503 and "failed to load" in r.json()["error"]["message"]

@@ -145,6 +145,8 @@ class Batcher:
 
     async def prepare(self, request: ScoreRequest) -> PreparedRequest:
         """Validate and tokenize off the event loop; raises the engine's InvalidInputError."""
+        if self._closed:
+            raise BatcherClosedError("the batcher is shut down")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._tokenizer_thread, self.engine.prepare, request)
 

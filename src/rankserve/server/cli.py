@@ -21,9 +21,7 @@ log = logging.getLogger("rankserve.server")
 
 
 def serve(
-    model: str = typer.Option(
-        DEFAULT_MODEL, "--model", "-m", help="Hugging Face id or local model directory."
-    ),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Hugging Face id or local model directory."),
     host: str = typer.Option("0.0.0.0", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
     served_model_name: str | None = typer.Option(
@@ -40,9 +38,7 @@ def serve(
     presets: Path | None = typer.Option(
         None, "--presets", help="TOML/YAML file of name = instruction presets (adds to the shipped ones)."
     ),
-    max_batch_tokens: int | None = typer.Option(
-        None, help="Token budget of one model batch (default: the engine's)."
-    ),
+    max_batch_tokens: int | None = typer.Option(None, help="Token budget of one model batch (default: the engine's)."),
     max_documents: int = typer.Option(1000, help="Most documents per request (more: 413)."),
     max_request_bytes: int = typer.Option(32 * 1024 * 1024, help="Largest request body (more: 413)."),
     max_queued_tokens: int = typer.Option(
@@ -153,8 +149,7 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             _fail(
-                f"port {port} is already in use on {host}: stop the other server or choose another "
-                f"port with --port",
+                f"port {port} is already in use on {host}: stop the other server or choose another port with --port",
                 1,
             )
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1)

@@ -53,12 +53,8 @@ class Metrics:
             registry=r,
         )
         self.tokens = Counter("rankserve_prompt_tokens", "Prompt tokens scored", registry=r)
-        self.truncations = Counter(
-            "rankserve_truncations", "Documents truncated to fit the token budget", registry=r
-        )
-        self.rejected = Counter(
-            "rankserve_rejected", "Requests refused because the queue was full", registry=r
-        )
+        self.truncations = Counter("rankserve_truncations", "Documents truncated to fit the token budget", registry=r)
+        self.rejected = Counter("rankserve_rejected", "Requests refused because the queue was full", registry=r)
         self.model_loaded = Gauge("rankserve_model_loaded", "1 once the model is ready", registry=r)
 
     def render(self) -> bytes:

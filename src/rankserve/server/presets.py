@@ -41,9 +41,7 @@ def _parse(text: str, source: str, suffix: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, instruction in data.items():
         if not isinstance(instruction, str) or not instruction.strip():
-            raise PresetFileError(
-                f'preset {name!r} in {source} must be a non-empty string (name = "instruction")'
-            )
+            raise PresetFileError(f'preset {name!r} in {source} must be a non-empty string (name = "instruction")')
         out[str(name)] = instruction.strip()
     return out
 

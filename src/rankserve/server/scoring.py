@@ -97,9 +97,7 @@ async def score(request: Request, score_requests: Sequence[ScoreRequest]) -> lis
     work_task = asyncio.create_task(work())
     disconnect_task = asyncio.create_task(_wait_for_disconnect(request))
     try:
-        done, _ = await asyncio.wait(
-            {work_task, disconnect_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
+        done, _ = await asyncio.wait({work_task, disconnect_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if work_task in done:
             return _unwrap(work_task, state, ctx)
         if disconnect_task in done:

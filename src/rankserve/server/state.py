@@ -47,9 +47,7 @@ class AppState:
         if self.batcher is None:
             if self.status == "failed":
                 raise APIError(503, f"model failed to load: {self.load_error}", "model_load_failed")
-            raise APIError(
-                503, "model is still loading; retry shortly", "model_loading", {"Retry-After": "5"}
-            )
+            raise APIError(503, "model is still loading; retry shortly", "model_loading", {"Retry-After": "5"})
         return self.batcher
 
     def check_model(self, requested: str | None) -> None:
