@@ -19,6 +19,7 @@ from rankserve.ui.examples import EXAMPLES
 from rankserve.ui.handlers import FALLBACK_PRESETS, ApiFactory, Handlers
 
 CSS = (Path(__file__).with_name("style.css")).read_text(encoding="utf-8")
+CONCURRENCY = 16
 TRUNCATION_CHOICES = [("head_tail（默认 default）", "head_tail"), ("head", "head"), ("chunks", "chunks")]
 
 
@@ -110,7 +111,7 @@ def build_blocks(make_api: ApiFactory, *, server_label: str, index: Any = None) 
                 with gr.Row():
                     preset_b = gr.Dropdown(
                         FALLBACK_PRESETS,
-                        value="technical_accuracy",
+                        value="default",
                         label="指令 B 预设 Instruction B preset",
                         allow_custom_value=True,
                         elem_id="rs-preset-b",
@@ -175,4 +176,7 @@ def build_blocks(make_api: ApiFactory, *, server_label: str, index: Any = None) 
                 outputs=[search_msg, search_stats, search_table],
                 api_name="search",
             )
+    # Gradio runs one call per event at a time by default; the actions only wait on HTTP and
+    # the server batches concurrent requests, so let several users' clicks run together.
+    demo.queue(default_concurrency_limit=CONCURRENCY)
     return demo

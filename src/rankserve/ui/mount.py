@@ -42,7 +42,7 @@ def mount(app: FastAPI, settings: Any = None, *, path: str = UI_PATH) -> None:
         log.warning("web UI disabled: %s (pip install gradio)", exc)
         return
 
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
 
     def make_api(key: str | None) -> RankServeAPI:
         return RankServeAPI(IN_PROCESS_URL, key, transport=transport, display_url="this server")
