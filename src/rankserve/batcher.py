@@ -68,7 +68,8 @@ class Ticket:
     cursor: int = 0  # index of the next pair not yet handed to the model
     cancelled: bool = False
     started_at: float | None = None
-    compute_s: float = 0.0
+    compute_s: float = 0.0  # model time of finished batches that held some of its pairs
+    batch_started: float | None = None  # set while a batch holding its pairs runs
 
     @property
     def remaining_tokens(self) -> int:
@@ -81,7 +82,8 @@ class Ticket:
 
     @property
     def compute_ms(self) -> float:
-        return self.compute_s * 1000.0
+        running = time.perf_counter() - self.batch_started if self.batch_started is not None else 0.0
+        return (self.compute_s + running) * 1000.0
 
 
 class Batcher:
@@ -232,6 +234,7 @@ class Batcher:
             pairs = [p for ps in batch.values() for p in ps]
             start = time.perf_counter()
             for ticket in batch:
+                ticket.batch_started = start
                 if ticket.started_at is None:
                     ticket.started_at = start
             error: BaseException | None = None
@@ -246,6 +249,7 @@ class Batcher:
             self._record_batch(pairs, elapsed)
             for ticket, own in batch.items():
                 ticket.compute_s += elapsed
+                ticket.batch_started = None
                 self._settle(ticket, own, error)
 
     def _settle(self, ticket: Ticket, own: list[Pair], error: BaseException | None) -> None:

@@ -44,7 +44,7 @@ def serve(
     max_queued_tokens: int = typer.Option(
         4 * 1024 * 1024, help="Tokens allowed to wait for the model (more: 503 + Retry-After)."
     ),
-    request_timeout: float = typer.Option(600.0, help="Seconds before a request is answered 504."),
+    request_timeout: float = typer.Option(600.0, help="Seconds before a request is answered 504 (0: no limit)."),
     metrics_public: bool = typer.Option(False, help="Serve /metrics without the API key."),
     ui: bool = typer.Option(True, help="Mount the web UI at /ui when it is installed."),
 ) -> None:
@@ -107,7 +107,7 @@ def run(settings: ServerSettings, sock: socket.socket, *, ui: bool = True) -> No
         log_config=None,
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=int(settings.request_timeout) + 5,
+        timeout_graceful_shutdown=int(settings.request_timeout) + 5 if settings.request_timeout > 0 else None,
         log_level=settings.log_level.lower(),
     )
     server = _Server(config, f"http://{_display_host(settings.host)}:{settings.port}")

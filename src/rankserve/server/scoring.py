@@ -93,7 +93,7 @@ async def score(request: Request, score_requests: Sequence[ScoreRequest]) -> lis
             tickets.append(batcher.submit(p))
         return [await t.future for t in tickets]
 
-    timeout = state.settings.request_timeout
+    timeout = state.settings.request_timeout if state.settings.request_timeout > 0 else None
     work_task = asyncio.create_task(work())
     disconnect_task = asyncio.create_task(_wait_for_disconnect(request))
     try:
