@@ -155,5 +155,9 @@ from rankserve.ui.cli import ui  # noqa: E402
 app.command("ui")(ui)
 
 
+from rankserve.bench.cli import bench  # noqa: E402
+
+app.command("bench")(bench)
+
 if __name__ == "__main__":  # pragma: no cover
     app()

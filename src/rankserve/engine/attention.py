@@ -18,13 +18,22 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-try:  # torch >= 2.10
-    from torch.nn.attention.varlen import varlen_attn as _varlen_attn
+_varlen_attn = None
+_VARLEN_PARAMS: set[str] = set()
 
-    _VARLEN_PARAMS = set(inspect.signature(_varlen_attn).parameters)
-except ImportError:  # pragma: no cover - older torch
-    _varlen_attn = None
-    _VARLEN_PARAMS = set()
+
+def _load_varlen() -> bool:
+    """Import varlen flash attention on first CUDA use: it pulls in torch._dynamo (seconds of import)."""
+    global _varlen_attn, _VARLEN_PARAMS
+    if _varlen_attn is None:
+        try:  # torch >= 2.10
+            from torch.nn.attention.varlen import varlen_attn
+        except ImportError:  # pragma: no cover - older torch
+            _varlen_attn = False
+        else:
+            _varlen_attn = varlen_attn
+            _VARLEN_PARAMS = set(inspect.signature(varlen_attn).parameters)
+    return bool(_varlen_attn)
 
 
 @dataclass
@@ -57,13 +66,27 @@ class SeqLayout:
         return self._padded
 
 
+_backend = "auto"
+
+
+def set_backend(name: str) -> None:
+    """``auto`` (varlen flash attention where possible) or ``sdpa`` (always the padded path).
+
+    Benchmarks use ``sdpa`` to check the flash path against the padded one on the same GPU.
+    """
+    global _backend
+    if name not in ("auto", "sdpa"):
+        raise ValueError(f"unknown attention backend {name!r}: use auto or sdpa")
+    _backend = name
+
+
 def varlen_available(t: torch.Tensor) -> bool:
-    return _varlen_attn is not None and t.is_cuda and t.dtype in (torch.float16, torch.bfloat16)
+    return t.is_cuda and t.dtype in (torch.float16, torch.bfloat16) and _load_varlen()
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: SeqLayout, scale: float) -> torch.Tensor:
     """Causal attention; q: [Tq, Hq, D], k/v: [Tk, Hkv, D] → [Tq, Hq, D]."""
-    if varlen_available(q):
+    if _backend == "auto" and varlen_available(q):
         return _varlen(q, k, v, layout, scale)
     return _padded_sdpa(q, k, v, layout, scale)
 

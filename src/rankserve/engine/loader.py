@@ -120,17 +120,23 @@ def load(model: str, device: torch.device, dtype: torch.dtype) -> Loaded:
         hf_model = cls.from_pretrained(model, torch_dtype=dtype, **kwargs)
     except OSError as exc:
         raise ModelLoadError(f"could not load the weights of {model!r}: {exc}") from exc
-    hf_model = hf_model.to(device).eval()
+    return inspect_model(hf_model.to(device).eval(), tokenizer, model)
+
+
+def inspect_model(hf_model: torch.nn.Module, tokenizer, name: str = "model") -> Loaded:
+    """Family and yes-minus-no head of an already-built model (also used for random-weight benchmarks)."""
+    config = hf_model.config
+    kind = detect_kind(config)
     head = None
     if kind == QWEN_CAUSAL:
-        yes, no = (_token_id(tokenizer, t, model) for t in (prompts.YES_TOKEN, prompts.NO_TOKEN))
+        yes, no = (_token_id(tokenizer, t, name) for t in (prompts.YES_TOKEN, prompts.NO_TOKEN))
         weight = hf_model.get_output_embeddings().weight
         head = weight[yes].float() - weight[no].float()
     elif kind == QWEN_SEQ_CLS:
         weight = hf_model.score.weight
         if weight.shape[0] != 1:
             raise ModelLoadError(
-                f"{model!r}: a Qwen3 sequence-classification reranker must have one label (yes - no), "
+                f"{name!r}: a Qwen3 sequence-classification reranker must have one label (yes - no), "
                 f"this one has {weight.shape[0]}"
             )
         head = weight[0].float()

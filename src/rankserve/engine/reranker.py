@@ -50,6 +50,7 @@ class Reranker:
         max_length: int,
         max_batch_tokens: int,
         prefix_reuse: bool,
+        compile: bool = False,
     ) -> None:
         self.model_name = model_name
         self.kind = loaded.kind
@@ -68,7 +69,7 @@ class Reranker:
         else:
             self.builder = QwenPairBuilder(self.tokenizer, max_length)
             base = loaded.model.model  # drop lm_head / score: only the yes-no direction is kept
-            self.scorer = Qwen3Scorer(base, loaded.head).to(device)
+            self.scorer = Qwen3Scorer(base, loaded.head, compile=compile).to(device)
             self.hf_model = None
 
     @classmethod
@@ -80,23 +81,46 @@ class Reranker:
         max_length: int = DEFAULT_MAX_LENGTH,
         max_batch_tokens: int | None = None,
         prefix_reuse: bool = True,
+        compile: bool = False,
     ) -> Reranker:
         """Load a Hugging Face id or local directory (see :mod:`rankserve.engine.loader`)."""
         dev = loader.resolve_device(device)
         dt = loader.resolve_dtype(dtype, dev)
+        loaded = loader.load(str(model), dev, dt)
+        return cls._build(str(model), loaded, max_length, max_batch_tokens, prefix_reuse, compile)
+
+    @classmethod
+    def from_model(
+        cls,
+        hf_model: torch.nn.Module,
+        tokenizer,
+        name: str = "model",
+        max_length: int = DEFAULT_MAX_LENGTH,
+        max_batch_tokens: int | None = None,
+        prefix_reuse: bool = True,
+        compile: bool = False,
+    ) -> Reranker:
+        """Wrap a model already in memory (e.g. random weights of a real architecture, for benchmarks)."""
+        return cls._build(
+            name, loader.inspect_model(hf_model, tokenizer, name), max_length, max_batch_tokens, prefix_reuse
+        )
+
+    @classmethod
+    def _build(cls, name, loaded, max_length, max_batch_tokens, prefix_reuse, compile=False) -> Reranker:
+        param = next(loaded.model.parameters())
+        dev, dt = param.device, param.dtype
         if int(max_length) < 1:
             raise InvalidInputError(f"max_length must be positive, got {max_length}")
-        loaded = loader.load(str(model), dev, dt)
         limit = int(getattr(loaded.config, "max_position_embeddings", max_length) or max_length)
         if loaded.kind == loader.CROSS_ENCODER:
             tok_limit = getattr(loaded.tokenizer, "model_max_length", ENCODER_MAX_LENGTH) or ENCODER_MAX_LENGTH
             limit = min(limit, ENCODER_MAX_LENGTH, tok_limit)
         max_length = min(int(max_length), limit)
         budget = int(max_batch_tokens or default_batch_tokens(dev))
-        reranker = cls(str(model), loaded, dev, dt, max_length, budget, prefix_reuse)
+        reranker = cls(name, loaded, dev, dt, max_length, budget, prefix_reuse, compile)
         log.info(
             "loaded %s (%s) on %s, %s, max_length=%d",
-            model,
+            name,
             loaded.kind,
             dev,
             str(dt).removeprefix("torch."),

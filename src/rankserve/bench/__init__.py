@@ -1,0 +1,1 @@
+"""``rankserve bench``: engine and HTTP benchmarks against the official Qwen3-Reranker recipe."""

@@ -1,0 +1,180 @@
+"""Engine benchmark: RankServe's engine vs the official recipe, same model, same GPU, same run."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from rankserve.bench.recipe import OfficialRecipe
+from rankserve.bench.timing import time_call
+from rankserve.bench.workloads import Workload
+from rankserve.engine import Reranker, attention
+
+log = logging.getLogger(__name__)
+
+
+def load_causal_lm(
+    model: str | None, random_weights: str | None, tokenizer_dir: str | None, device: torch.device, dtype: torch.dtype
+):
+    """A Qwen3ForCausalLM reranker: a real checkpoint, or random weights of a real architecture."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if random_weights:
+        path = Path(random_weights)
+        config = AutoConfig.from_pretrained(str(path.parent if path.is_file() else path))
+        torch.manual_seed(0)
+        with torch.device(device):
+            hf_model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        name = f"random:{path.parent.name if path.is_file() else path.name}"
+        if tokenizer_dir is None:
+            raise ValueError("--random-weights needs --tokenizer (e.g. ../shared/qwen3-tokenizer)")
+    else:
+        hf_model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(device)
+        name = model
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or model)
+    return hf_model.eval(), tokenizer, name
+
+
+def core_params(hf_model) -> int:
+    """Parameters that cost FLOPs per token (embedding lookup and the unused lm_head excluded)."""
+    return sum(p.numel() for n, p in hf_model.named_parameters() if "embed_tokens" not in n and "lm_head" not in n)
+
+
+def work_flops(hf_model, tokens: int, lengths: list[int]) -> float:
+    """Model FLOPs of the recipe's work: 2·params per token plus causal attention (QK and PV)."""
+    cfg = hf_model.config
+    attn_width = cfg.num_attention_heads * (
+        getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    )
+    attn = sum(2 * 2 * attn_width * n * n / 2 for n in lengths) * cfg.num_hidden_layers
+    return 2.0 * core_params(hf_model) * tokens + attn
+
+
+def _oom_guard(fn: Callable[[], dict]) -> dict:
+    try:
+        return fn()
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return {"error": "out of memory"}
+
+
+def bench_model(
+    hf_model,
+    tokenizer,
+    name: str,
+    workloads: list[Workload],
+    *,
+    baseline: bool,
+    repeat: int,
+    warmup: int,
+    peak_tflops: float,
+    variants: tuple[str, ...] = ("eager",),
+    progress: Callable[[str], None] = lambda s: None,
+) -> list[dict]:
+    """Time each workload with each engine variant (``eager``, ``compile``) and, optionally, the recipe."""
+    device = next(hf_model.parameters()).device
+    max_length = max(w.max_length for w in workloads)
+    rerankers = {
+        ("rankserve" if v == "eager" else f"rankserve+{v}"): Reranker.from_model(
+            hf_model, tokenizer, name, max_length=max_length, compile=(v == "compile")
+        )
+        for v in variants
+    }
+    recipe = OfficialRecipe(hf_model, tokenizer)
+    rows = []
+    for w in workloads:
+        recipe.max_length = w.max_length
+        tokens = recipe.prompt_tokens(w.query, w.documents)
+        lengths = [recipe.prompt_tokens(w.query, [d]) for d in w.documents]
+        flops = work_flops(hf_model, tokens, lengths)
+        impls = [
+            (impl, lambda w=w, r=r: r.score(w.query, w.documents, truncation="head")) for impl, r in rerankers.items()
+        ]
+        if baseline:
+            impls.append(("recipe", lambda w=w: recipe.scores(w.query, w.documents)))
+        for impl, fn in impls:
+            progress(f"{name} {w.name} {impl}")
+            stats = _oom_guard(lambda fn=fn: time_call(fn, device, warmup=warmup, repeat=repeat))
+            row = {"model": name, "workload": w.name, "impl": impl, "docs": len(w.documents), "tokens": tokens}
+            row.update(stats)
+            if "p50_ms" in stats:
+                seconds = stats["p50_ms"] / 1000
+                row["pairs_per_s"] = len(w.documents) / seconds
+                row["tokens_per_s"] = tokens / seconds
+                row["tflops"] = flops / seconds / 1e12
+                row["mfu"] = row["tflops"] / peak_tflops if peak_tflops == peak_tflops else float("nan")
+                row["floor_ms"] = flops / (peak_tflops * 1e12) * 1000 if peak_tflops == peak_tflops else float("nan")
+            rows.append(row)
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return rows
+
+
+def _max_delta(a: list[float], b: list[float]) -> float:
+    return max(abs(x - y) for x, y in zip(a, b, strict=True))
+
+
+def check_scores(hf_model, tokenizer, name: str, workload: Workload, n_docs: int = 16) -> dict:
+    """Score agreement: flash vs padded attention (model dtype), then engine vs recipe in fp32.
+
+    The fp32 check converts the model in place (it is the last thing done with it).
+    """
+    step = max(1, len(workload.documents) // n_docs)
+    docs = workload.documents[::step][:n_docs]
+    out: dict = {"model": name, "docs": len(docs)}
+    reranker = Reranker.from_model(hf_model, tokenizer, name)
+    flash = [r.score for r in reranker.score(workload.query, docs)]
+    attention.set_backend("sdpa")
+    try:
+        padded = [r.score for r in reranker.score(workload.query, docs)]
+    finally:
+        attention.set_backend("auto")
+    out["flash_vs_padded_max_abs"] = _max_delta(flash, padded)
+    recipe_native = OfficialRecipe(hf_model, tokenizer).scores(workload.query, docs)
+    out["native_vs_recipe_max_abs"] = _max_delta(flash, recipe_native)
+    out["native_vs_recipe_spearman"] = _spearman(flash, recipe_native)
+    hf_model.float()
+    reranker32 = Reranker.from_model(hf_model, tokenizer, name)
+    ours = [r.score for r in reranker32.score(workload.query, docs)]
+    theirs = OfficialRecipe(hf_model, tokenizer).scores(workload.query, docs)
+    out["fp32_max_abs"] = _max_delta(ours, theirs)
+    return out
+
+
+def check_attention(device: torch.device, dtype: torch.dtype = torch.bfloat16) -> float:
+    """Relative error of the flash (varlen) path against padded SDPA on random packed sequences
+    whose queries are shorter than their keys (documents after a cached prefix)."""
+    from rankserve.engine.attention import SeqLayout
+
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    q_lens, extra = [5, 37, 1, 64], [0, 20, 7, 33]
+    k_lens = [a + b for a, b in zip(q_lens, extra, strict=True)]
+
+    def cu(lens):
+        return torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32, device=device)
+
+    layout = SeqLayout(cu(q_lens), cu(k_lens), max(q_lens), max(k_lens))
+    q = torch.randn(sum(q_lens), 8, 64, generator=gen).to(device, dtype)
+    k = torch.randn(sum(k_lens), 2, 64, generator=gen).to(device, dtype)
+    v = torch.randn(sum(k_lens), 2, 64, generator=gen).to(device, dtype)
+    fast = attention.attention(q, k, v, layout, 0.125).float()
+    attention.set_backend("sdpa")
+    try:
+        ref = attention.attention(q.float(), k.float(), v.float(), layout, 0.125)
+    finally:
+        attention.set_backend("auto")
+    return float((fast - ref).norm() / ref.norm())
+
+
+def _spearman(a: list[float], b: list[float]) -> float:
+    import numpy as np
+
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    if len(a) < 2:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
