@@ -155,3 +155,23 @@ def test_index_errors(tmp_path: Path) -> None:
         build_index(tmp_path / "empty", tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="not a RankServe index"):
         load_index(tmp_path / "empty")
+
+
+def test_index_and_search_commands(docs_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rankserve.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "idx"
+    result = runner.invoke(app, ["index", str(docs_dir), "--out", str(out), "--chunk-size", "120"])
+    assert result.exit_code == 2 and "--overlap (200) must be smaller than --chunk-size (120)" in result.output
+    result = runner.invoke(app, ["index", str(docs_dir), "--out", str(out), "--chunk-size", "120", "--overlap", "20"])
+    assert result.exit_code == 0, result.output
+    assert "indexed" in result.output and (out / "meta.json").exists()
+    result = runner.invoke(app, ["search", str(out), "数据库连接池耗尽怎么办", "--top-n", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)
+    assert len(hits) == 1 and hits[0]["source"] == "ops/cpu.txt" and "连接池" in hits[0]["text"]
+    result = runner.invoke(app, ["search", str(tmp_path / "missing"), "q"])
+    assert result.exit_code == 2 and "not a RankServe index" in result.output

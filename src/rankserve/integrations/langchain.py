@@ -1,9 +1,9 @@
 """LangChain document compressor that reranks with a RankServe server.
 
-    from langchain.retrievers import ContextualCompressionRetriever
     from rankserve.integrations.langchain import RankServeRerank
     compressor = RankServeRerank(base_url="http://localhost:8000", top_n=5)
-    retriever = ContextualCompressionRetriever(base_compressor=compressor, base_retriever=bm25)
+    best = compressor.compress_documents(docs, "my question")
+    # or ContextualCompressionRetriever(base_compressor=compressor, base_retriever=...)
 
 Each returned document is a copy with ``metadata["relevance_score"]`` (the same key LangChain's
 Cohere reranker uses) and ``metadata["rerank_fallback"]``; when the server is slow or down the

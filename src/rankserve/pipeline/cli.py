@@ -8,6 +8,7 @@ stays fast.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -123,6 +124,8 @@ def index_cmd(
     from rankserve.pipeline.index import build_index
     from rankserve.pipeline.retrieval import DEFAULT_DENSE_MODEL
 
+    if overlap >= chunk_size:
+        raise _fail(f"--overlap ({overlap}) must be smaller than --chunk-size ({chunk_size})")
     embed_with = (dense_model or DEFAULT_DENSE_MODEL) if dense or dense_model else None
     try:
         meta = build_index(path, out, chunk_size, overlap, embed_with)
@@ -153,6 +156,7 @@ def search_cmd(
 
     if model and server:
         raise _fail("give either --model or --server, not both")
+    logging.getLogger("rankserve.client").setLevel(logging.ERROR)  # the fallback is reported below
     reranker: Any = model
     if server:
         reranker = RerankClient(server, api_key=api_key, timeout=timeout)

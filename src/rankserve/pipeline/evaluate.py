@@ -122,14 +122,17 @@ class EvalReport:
         return data
 
 
-def build_retriever(spec: str, texts: Sequence[str], dense_model: str | None = None) -> Retriever:
+def build_retriever(
+    spec: str, texts: Sequence[str], dense_model: str | None = None, show_progress: bool = False
+) -> Retriever:
     """Instantiate the first stage named on the command line (``run:FILE`` is handled apart)."""
     if spec == "bm25":
         return BM25Retriever(texts)
     if spec == "dense":
-        return DenseRetriever(texts, model=dense_model, show_progress=True)
+        return DenseRetriever(texts, model=dense_model, show_progress=show_progress)
     if spec == "hybrid":
-        return HybridRetriever(BM25Retriever(texts), DenseRetriever(texts, model=dense_model, show_progress=True))
+        dense = DenseRetriever(texts, model=dense_model, show_progress=show_progress)
+        return HybridRetriever(BM25Retriever(texts), dense)
     raise ValueError(f"unknown first stage {spec!r}; use one of {', '.join(FIRST_STAGES)}")
 
 
@@ -139,6 +142,7 @@ def first_stage_run(
     depth: int = 100,
     dense_model: str | None = None,
     progress: Callable[[Iterable], Iterable] = lambda it: it,
+    show_progress: bool = False,
 ) -> Run:
     """Candidates per query, best first. With per-query candidate pools (MTEB-style data) the
     whole pool is ranked; a run file is used as given, minus documents absent from the corpus."""
@@ -147,7 +151,8 @@ def first_stage_run(
         return {q: [(d, s) for d, s in loaded.get(q, []) if d in dataset.corpus] for q in dataset.queries}
     ids = list(dataset.corpus)
     position = {d: i for i, d in enumerate(ids)}
-    retriever = build_retriever(spec, [dataset.corpus[d].full_text for d in ids], dense_model)
+    texts = [dataset.corpus[d].full_text for d in ids]
+    retriever = build_retriever(spec, texts, dense_model, show_progress)
     run: Run = {}
     for qid in progress(list(dataset.queries)):
         pool = None
@@ -199,7 +204,9 @@ def run_eval(
     wrap = (lambda desc: lambda it: progress(it, desc)) if progress else (lambda desc: lambda it: it)
     depth = max([top_k, *(int(m.split("@")[1]) for m in metrics if "@" in m)])
     t0 = time.perf_counter()
-    first_run = first_stage_run(dataset, first_stage, depth, dense_model, wrap("first stage"))
+    first_run = first_stage_run(
+        dataset, first_stage, depth, dense_model, wrap("first stage"), show_progress=progress is not None
+    )
     t1 = time.perf_counter()
     first_pq = evaluate(dataset.qrels, first_run, metrics, relevance_level, backend)
     reranked_run, reranked_pq, scored = None, None, 0

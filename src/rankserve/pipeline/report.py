@@ -42,8 +42,8 @@ def render_table(report: EvalReport, console: Console | None = None, examples: i
     """Print first stage vs reranked with the lift, then the queries that moved most."""
     console = console or Console()
     ds = report.dataset
-    title = f"{ds['name']}: {ds['queries']} queries, {ds['documents']} documents"
-    table = Table(title=title, title_justify="left")
+    console.print(f"[bold]{ds['name']}[/]: {ds['queries']} queries, {ds['documents']} documents")
+    table = Table()
     table.add_column("metric")
     table.add_column(report.first_stage, justify="right")
     if report.reranked is not None:
