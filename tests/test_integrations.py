@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from test_client import DOCS, TIMEOUT, StubServer
+
+try:  # the stub reranker server lives in test_client.py (rootdir or package import)
+    from test_client import DOCS, TIMEOUT, StubServer
+except ImportError:  # pragma: no cover - tests/ turned into a package
+    from tests.test_client import DOCS, TIMEOUT, StubServer
 
 
 @pytest.fixture(scope="module")

@@ -175,3 +175,18 @@ def test_index_and_search_commands(docs_dir: Path, tmp_path: Path) -> None:
     assert len(hits) == 1 and hits[0]["source"] == "ops/cpu.txt" and "连接池" in hits[0]["text"]
     result = runner.invoke(app, ["search", str(tmp_path / "missing"), "q"])
     assert result.exit_code == 2 and "not a RankServe index" in result.output
+
+
+def test_dense_index_gives_hybrid_search(docs_dir: Path, tmp_path: Path) -> None:
+    from rankserve.pipeline.retrieval import DEFAULT_DENSE_MODEL, HybridRetriever, resolve_dense_model
+
+    try:
+        meta = build_index(docs_dir, tmp_path / "idx", chunk_size=200, overlap=40, dense_model=DEFAULT_DENSE_MODEL)
+    except Exception as exc:  # no offline copy of the model and no network
+        pytest.skip(f"cannot load {resolve_dense_model(None)!r} offline: {exc}")
+    assert meta["dense_model"] == DEFAULT_DENSE_MODEL  # the name, not this machine's path
+    index = load_index(tmp_path / "idx")
+    assert isinstance(index.retriever(), HybridRetriever)
+    hits = search(index, "replace the access token periodically", top_n=1)
+    assert hits[0]["source"] == "keys.md"
+    assert search(index, "backups", top_n=1, first_stage="bm25")[0]["page"] == 2

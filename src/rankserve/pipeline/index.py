@@ -206,8 +206,7 @@ def build_index(
     BM25Retriever(texts).save(out / "bm25")
     if dense_model is not None:
         dense = DenseRetriever(texts, model=dense_model, show_progress=True)
-        np.save(out / "dense.npy", dense.embeddings)
-        dense_model = dense.model_name
+        np.save(out / "dense.npy", dense.embeddings)  # meta keeps the name: resolved again at load
     meta = {
         "version": INDEX_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
