@@ -19,16 +19,13 @@ from typer.testing import CliRunner
 from rankserve.cli import app
 from rankserve.client import AsyncRerankClient, RerankClient, RerankRequestError
 
-pytest.importorskip("rankserve.server", reason="the HTTP server (issue 3) is not importable")
-
 DOCS = ["Paris is the capital of France.", "Cats sleep a lot.", "Berlin is in Germany.", "法国的首都是巴黎。"]
 
 
 def _serve_command(model: Path, port: int) -> list[str]:
+    """``rankserve serve`` exactly as a user runs it (through the CLI module of this checkout)."""
     args = ["--model", str(model), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    if any(getattr(c, "name", None) == "serve" for c in app.registered_commands):
-        return [sys.executable, "-m", "rankserve.cli", "serve", *args]
-    return [sys.executable, "-m", "rankserve.server", *args]
+    return [sys.executable, "-m", "rankserve.cli", "serve", *args]
 
 
 @pytest.fixture(scope="module")
