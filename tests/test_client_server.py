@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from rankserve.cli import app
 from rankserve.client import AsyncRerankClient, RerankClient, RerankRequestError
 
+_PROCS: dict[str, subprocess.Popen] = {}
 DOCS = ["Paris is the capital of France.", "Cats sleep a lot.", "Berlin is in Germany.", "法国的首都是巴黎。"]
 
 
@@ -50,6 +51,7 @@ def server(tiny_qwen_dir: Path, tmp_path_factory) -> Iterator[str]:
             if time.monotonic() > deadline:
                 pytest.fail(f"rankserve serve did not become healthy:\n{log.read_text()}")
             time.sleep(0.2)
+        _PROCS[url] = proc
         yield url
     finally:
         proc.terminate()
@@ -101,3 +103,13 @@ def test_eval_through_server_equals_in_process(server: str, tiny_qwen_dir: Path,
         assert result.exit_code == 0, result.output
         reports[mode] = json.loads((out / "report.json").read_text())
     assert reports["server"]["reranked"] == pytest.approx(reports["model"]["reranked"], abs=1e-6)
+
+
+def test_stopped_server_falls_back_last(server: str) -> None:
+    """Runs last in this module: stop the real server, then the client degrades, no error."""
+    proc = _PROCS[server]
+    proc.terminate()
+    proc.wait(15)
+    response = RerankClient(server, timeout=2.0, fallback="bm25").rerank("capital of France", DOCS)
+    assert response.fallback and "connection error" in response.fallback_reason
+    assert response.results[0].index == 0  # BM25 order of the caller's documents
