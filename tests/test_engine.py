@@ -193,3 +193,18 @@ def test_unsupported_architecture(tmp_path):
 def test_scores_are_finite_probabilities(tiny_reranker):
     for r in tiny_reranker.score(QUERIES[0], DOCS):
         assert math.isfinite(r.score) and 0.0 <= r.score <= 1.0
+
+
+def test_compiled_engine_matches_eager(tiny_qwen_dir, tiny_reranker):
+    """compile=True (torch.compile of each decoder layer) changes speed, not scores."""
+    compiled = Reranker.from_pretrained(str(tiny_qwen_dir), device="cpu", compile=True)
+    assert_close(scores(compiled.score(QUERIES[0], DOCS[:6])), scores(tiny_reranker.score(QUERIES[0], DOCS[:6])))
+
+
+def test_a_shared_prefix_is_counted_once_in_the_batch_budget(tiny_reranker):
+    from rankserve.engine.packing import plan_batches
+
+    prepared = tiny_reranker.prepare(ScoreRequest(QUERIES[0], DOCS))
+    packed_tokens = len(prepared.pairs[0].prefix) + sum(len(p.tokens) for p in prepared.pairs)
+    assert len(plan_batches(prepared.pairs, packed_tokens, reuse_prefix=True)) == 1
+    assert len(plan_batches(prepared.pairs, packed_tokens, reuse_prefix=False)) > 1

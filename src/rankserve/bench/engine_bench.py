@@ -75,44 +75,54 @@ def bench_model(
     variants: tuple[str, ...] = ("eager",),
     progress: Callable[[str], None] = lambda s: None,
 ) -> list[dict]:
-    """Time each workload with each engine variant (``eager``, ``compile``) and, optionally, the recipe."""
+    """Time each workload with each engine variant (``eager``, ``compile``) and, optionally, the recipe.
+
+    One engine variant is alive at a time, so each row's peak memory is that variant's own.
+    """
     device = next(hf_model.parameters()).device
     max_length = max(w.max_length for w in workloads)
-    rerankers = {
-        ("rankserve" if v == "eager" else f"rankserve+{v}"): Reranker.from_model(
-            hf_model, tokenizer, name, max_length=max_length, compile=(v == "compile")
-        )
-        for v in variants
-    }
-    recipe = OfficialRecipe(hf_model, tokenizer)
-    rows = []
+    info = {}
     for w in workloads:
-        recipe.max_length = w.max_length
+        recipe = OfficialRecipe(hf_model, tokenizer, max_length=w.max_length)
         tokens = recipe.prompt_tokens(w.query, w.documents)
         lengths = [recipe.prompt_tokens(w.query, [d]) for d in w.documents]
-        flops = work_flops(hf_model, tokens, lengths)
-        impls = [
-            (impl, lambda w=w, r=r: r.score(w.query, w.documents, truncation="head")) for impl, r in rerankers.items()
-        ]
-        if baseline:
-            impls.append(("recipe", lambda w=w: recipe.scores(w.query, w.documents)))
-        for impl, fn in impls:
-            progress(f"{name} {w.name} {impl}")
-            stats = _oom_guard(lambda fn=fn: time_call(fn, device, warmup=warmup, repeat=repeat))
-            row = {"model": name, "workload": w.name, "impl": impl, "docs": len(w.documents), "tokens": tokens}
-            row.update(stats)
-            if "p50_ms" in stats:
-                seconds = stats["p50_ms"] / 1000
-                row["pairs_per_s"] = len(w.documents) / seconds
-                row["tokens_per_s"] = tokens / seconds
-                row["tflops"] = flops / seconds / 1e12
-                row["mfu"] = row["tflops"] / peak_tflops if peak_tflops == peak_tflops else float("nan")
-                row["floor_ms"] = flops / (peak_tflops * 1e12) * 1000 if peak_tflops == peak_tflops else float("nan")
-            rows.append(row)
-            gc.collect()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-    return rows
+        info[w.name] = (tokens, work_flops(hf_model, tokens, lengths))
+
+    def measure(impl: str, w: Workload, fn: Callable[[], object]) -> dict:
+        progress(f"{name} {w.name} {impl}")
+        tokens, flops = info[w.name]
+        stats = _oom_guard(lambda: time_call(fn, device, warmup=warmup, repeat=repeat))
+        row = {"model": name, "workload": w.name, "impl": impl, "docs": len(w.documents), "tokens": tokens, **stats}
+        if "p50_ms" in stats:
+            seconds = stats["p50_ms"] / 1000
+            row["pairs_per_s"] = len(w.documents) / seconds
+            row["tokens_per_s"] = tokens / seconds
+            row["tflops"] = flops / seconds / 1e12
+            row["mfu"] = row["tflops"] / peak_tflops if peak_tflops == peak_tflops else float("nan")
+            row["floor_ms"] = flops / (peak_tflops * 1e12) * 1000 if peak_tflops == peak_tflops else float("nan")
+        return row
+
+    rows = []
+    for variant in variants:
+        impl = "rankserve" if variant == "eager" else f"rankserve+{variant}"
+        reranker = Reranker.from_model(hf_model, tokenizer, name, max_length=max_length, compile=variant == "compile")
+        for w in workloads:
+            rows.append(measure(impl, w, lambda w=w, r=reranker: r.score(w.query, w.documents, truncation="head")))
+        del reranker
+        _free(device)
+    if baseline:
+        for w in workloads:
+            recipe = OfficialRecipe(hf_model, tokenizer, max_length=w.max_length)
+            rows.append(measure("recipe", w, lambda w=w, r=recipe: r.scores(w.query, w.documents)))
+            _free(device)
+    order = {w.name: i for i, w in enumerate(workloads)}
+    return sorted(rows, key=lambda r: order[r["workload"]])
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _max_delta(a: list[float], b: list[float]) -> float:

@@ -19,20 +19,24 @@ from rankserve.engine.attention import SeqLayout
 from rankserve.engine.types import Pair
 
 
-def plan_batches(pairs: Sequence[Pair], max_batch_tokens: int) -> list[list[Pair]]:
-    """Length-sorted micro-batches whose token count stays within the budget.
+def plan_batches(pairs: Sequence[Pair], max_batch_tokens: int, reuse_prefix: bool = True) -> list[list[Pair]]:
+    """Length-sorted micro-batches whose packed token count stays within the budget.
 
+    With prefix reuse a batch holds each distinct prefix once, so a prefix is counted once.
     A single pair longer than the budget gets a batch of its own.
     """
     batches: list[list[Pair]] = []
     current: list[Pair] = []
+    seen: set[tuple[int, ...]] = set()
     used = 0
     for pair in sorted(pairs, key=lambda p: p.num_tokens):
-        cost = pair.num_tokens
+        cost = len(pair.tokens) if reuse_prefix and pair.prefix in seen else pair.num_tokens
         if current and used + cost > max_batch_tokens:
             batches.append(current)
-            current, used = [], 0
+            current, used, seen = [], 0, set()
+            cost = pair.num_tokens
         current.append(pair)
+        seen.add(pair.prefix)
         used += cost
     if current:
         batches.append(current)

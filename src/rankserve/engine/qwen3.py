@@ -55,6 +55,16 @@ def post_attention(x, o, o_w, ln_w, gate_up_w, down_w, eps: float):
     return x + F.linear(F.silu(gate) * up, down_w)
 
 
+def decoder_layer(x, w, cos, sin, key_index, layout, scale: float, eps: float, n_q: int, n_kv: int, head_dim: int):
+    """One whole decoder layer over packed tokens: what ``torch.compile`` fuses end to end."""
+    ln1, qkv, qn, kn, o_w, ln2, gate_up, down = w
+    q, k, v = pre_attention(x, ln1, qkv, qn, kn, cos, sin, eps, n_q, n_kv, head_dim)
+    if key_index is not None:
+        k, v = k[key_index], v[key_index]
+    o = attention(q, k, v, layout, scale)
+    return post_attention(x, o, o_w, ln2, gate_up, down, eps)
+
+
 def _fuse(linears: list[nn.Linear]) -> torch.Tensor:
     """Concatenate the weights of several bias-free linears; make each a view into the result."""
     fused = torch.cat([lin.weight.data for lin in linears], dim=0)
@@ -101,10 +111,18 @@ class Qwen3Scorer(nn.Module):
                 )
             )
         self.layers = base.layers  # keeps the modules (and so the weights) registered
-        self.pre, self.post = pre_attention, post_attention
+        self.compiled = compile
+        self.use_eager()
         if compile:
+            # dynamic=True: one graph serves every batch size, so there is no recompile per request shape
+            self.layer = torch.compile(decoder_layer, dynamic=True)
             self.pre = torch.compile(pre_attention, dynamic=True)
             self.post = torch.compile(post_attention, dynamic=True)
+
+    def use_eager(self) -> None:
+        """Run the plain (uncompiled) functions, e.g. after ``torch.compile`` failed on this machine."""
+        self.layer, self.pre, self.post = decoder_layer, pre_attention, post_attention
+        self.compiled = False
 
     def _rope(self, pos: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = pos[:, None].float() * self.inv_freq[None, :]
@@ -118,16 +136,16 @@ class Qwen3Scorer(nn.Module):
         x = self.embed(batch.ids)
         cos, sin = self._rope(batch.pos, x.dtype)
         layout, last, key_index = batch.layout, batch.last, batch.key_index
-        n_layers = len(self.weights)
-        for i, (ln1, qkv, qn, kn, o_w, ln2, gate_up, down) in enumerate(self.weights):
-            q, k, v = self.pre(x, ln1, qkv, qn, kn, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
-            if key_index is not None:
-                k, v = k[key_index], v[key_index]
-            if i == n_layers - 1:
-                # Only each pair's last position feeds the score: finish the final layer for those alone.
-                q, x = q[last], x[last]
-                k, v = k[batch.pair_keys_start :], v[batch.pair_keys_start :]
-                layout = batch.last_layer_layout()
-            o = attention(q, k, v, layout, self.scale)
-            x = self.post(x, o, o_w, ln2, gate_up, down, self.eps)
+        *body, final = self.weights
+        for w in body:
+            x = self.layer(x, w, cos, sin, key_index, layout, self.scale, self.eps, self.n_q, self.n_kv, self.head_dim)
+        # Final layer: only each pair's last position feeds the score, so finish it for those alone.
+        ln1, qkv, qn, kn, o_w, ln2, gate_up, down = final
+        q, k, v = self.pre(x, ln1, qkv, qn, kn, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
+        if key_index is not None:
+            k, v = k[key_index], v[key_index]
+        q, x = q[last], x[last]
+        k, v = k[batch.pair_keys_start :], v[batch.pair_keys_start :]
+        o = attention(q, k, v, batch.last_layer_layout(), self.scale)
+        x = self.post(x, o, o_w, ln2, gate_up, down, self.eps)
         return rms_norm(x, self.norm.weight, self.eps).float() @ self.head

@@ -35,7 +35,7 @@ ENCODER_MAX_LENGTH = 512
 
 def default_batch_tokens(device: torch.device) -> int:
     """A micro-batch big enough to keep a GPU busy; smaller on CPU where padding costs more."""
-    return 32768 if device.type == "cuda" else 8192
+    return 65536 if device.type == "cuda" else 8192
 
 
 class Reranker:
@@ -81,13 +81,22 @@ class Reranker:
         max_length: int = DEFAULT_MAX_LENGTH,
         max_batch_tokens: int | None = None,
         prefix_reuse: bool = True,
-        compile: bool = False,
+        compile: bool | str = "auto",
     ) -> Reranker:
-        """Load a Hugging Face id or local directory (see :mod:`rankserve.engine.loader`)."""
+        """Load a Hugging Face id or local directory (see :mod:`rankserve.engine.loader`).
+
+        ``compile``: ``"auto"`` compiles the decoder layers with ``torch.compile`` on CUDA
+        (fuses norms, rotary embedding and activations: 1.1-1.6x faster) and runs eagerly
+        elsewhere; ``True``/``False`` force it. Compiling happens in :meth:`warmup`, here.
+        """
         dev = loader.resolve_device(device)
         dt = loader.resolve_dtype(dtype, dev)
+        use_compile = dev.type == "cuda" if compile == "auto" else compile in (True, "on", "true", "yes", "1")
         loaded = loader.load(str(model), dev, dt)
-        return cls._build(str(model), loaded, max_length, max_batch_tokens, prefix_reuse, compile)
+        reranker = cls._build(str(model), loaded, max_length, max_batch_tokens, prefix_reuse, use_compile)
+        if use_compile:
+            reranker.warmup()
+        return reranker
 
     @classmethod
     def from_model(
@@ -101,9 +110,8 @@ class Reranker:
         compile: bool = False,
     ) -> Reranker:
         """Wrap a model already in memory (e.g. random weights of a real architecture, for benchmarks)."""
-        return cls._build(
-            name, loader.inspect_model(hf_model, tokenizer, name), max_length, max_batch_tokens, prefix_reuse
-        )
+        loaded = loader.inspect_model(hf_model, tokenizer, name)
+        return cls._build(name, loaded, max_length, max_batch_tokens, prefix_reuse, compile)
 
     @classmethod
     def _build(cls, name, loaded, max_length, max_batch_tokens, prefix_reuse, compile=False) -> Reranker:
@@ -128,6 +136,24 @@ class Reranker:
         )
         return reranker
 
+    def warmup(self) -> None:
+        """Score a few tiny requests so compilation happens now, not on a user's first request.
+
+        Batches of one pair and of several compile separately (a size of 1 is specialised),
+        so both are run. If ``torch.compile`` fails here, fall back to eager mode.
+        """
+        if self.scorer is None:
+            return
+        try:
+            self.score("warm up", ["a short document", "another document, a little longer than the first"])
+            self.score("warm up", ["one document"])
+        except Exception as exc:  # compilers can fail on unusual setups; eager always works
+            if not self.scorer.compiled:
+                raise
+            log.warning("torch.compile failed (%s: %s); running in eager mode", type(exc).__name__, exc)
+            self.scorer.use_eager()
+            self.score("warm up", ["one document"])
+
     # ---- preparing -------------------------------------------------------------------------
     def prepare(self, request: ScoreRequest) -> PreparedRequest:
         """Validate and tokenize; raises :class:`InvalidInputError` on bad input."""
@@ -136,7 +162,7 @@ class Reranker:
     # ---- scoring ---------------------------------------------------------------------------
     def score_pairs(self, pairs: Sequence[Pair]) -> None:
         """Score pairs (from any requests) in place, in micro-batches of ``max_batch_tokens``."""
-        for batch in plan_batches(pairs, self.max_batch_tokens):
+        for batch in plan_batches(pairs, self.max_batch_tokens, self.prefix_reuse):
             self._score_batch(batch)
 
     def _score_batch(self, batch: list[Pair]) -> None:
@@ -224,4 +250,5 @@ class Reranker:
             "dtype": str(self.dtype).removeprefix("torch."),
             "max_length": self.max_length,
             "max_batch_tokens": self.max_batch_tokens,
+            "compiled": bool(self.scorer is not None and self.scorer.compiled),
         }

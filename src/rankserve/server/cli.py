@@ -47,6 +47,7 @@ def serve(
     request_timeout: float = typer.Option(600.0, help="Seconds before a request is answered 504 (0: no limit)."),
     metrics_public: bool = typer.Option(False, help="Serve /metrics without the API key."),
     ui: bool = typer.Option(True, help="Mount the web UI at /ui when it is installed."),
+    compile: str = typer.Option("auto", help="torch.compile the model at load: auto (on for CUDA GPUs), on or off."),
 ) -> None:
     """Serve the reranking HTTP API (simple, Jina/Cohere and vLLM formats)."""
     from rankserve.server.logsetup import setup_logging
@@ -70,7 +71,10 @@ def serve(
         presets_file=presets,
         log_file=log_file,
         log_level=log_level,
+        compile=compile,
     )
+    if compile not in ("auto", "on", "off"):
+        _fail(f"--compile must be auto, on or off, not {compile!r}", 2)
     setup_logging(log_level, log_file)
     try:
         load_presets(presets)

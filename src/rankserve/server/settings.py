@@ -36,6 +36,7 @@ class ServerSettings:
     log_file: Path | None = None
     log_level: str = "info"
     prefix_reuse: bool = True
+    compile: str = "auto"  # auto (CUDA only) | on | off: torch.compile the model's layers at load
 
     @property
     def model_name(self) -> str:

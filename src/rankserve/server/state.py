@@ -95,7 +95,11 @@ class AppState:
             from rankserve.engine import Reranker
 
             kwargs: dict[str, Any] = dict(
-                device=s.device, dtype=s.dtype, max_length=s.max_length, prefix_reuse=s.prefix_reuse
+                device=s.device,
+                dtype=s.dtype,
+                max_length=s.max_length,
+                prefix_reuse=s.prefix_reuse,
+                compile=s.compile,
             )
             if s.max_batch_tokens:
                 kwargs["max_batch_tokens"] = s.max_batch_tokens
