@@ -69,3 +69,10 @@ def test_clear_errors_without_traceback(tmp_path, tiny_qwen_dir):
     assert proc.returncode == 2 and "query cannot be empty" in proc.stderr and "Traceback" not in proc.stderr
     proc = run("rerank", "-m", str(tiny_qwen_dir), "-q", "q", check=False)
     assert proc.returncode == 2 and "no documents" in proc.stderr
+
+
+def test_docs_file_that_is_not_utf8(tiny_qwen_dir, tmp_path):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("café crème\n".encode("latin-1"))
+    proc = run("rerank", "-m", str(tiny_qwen_dir), "-q", "q", "--docs-file", str(bad), check=False)
+    assert proc.returncode == 2 and "not UTF-8" in proc.stderr and "Traceback" not in proc.stderr

@@ -208,3 +208,25 @@ def test_a_shared_prefix_is_counted_once_in_the_batch_budget(tiny_reranker):
     packed_tokens = len(prepared.pairs[0].prefix) + sum(len(p.tokens) for p in prepared.pairs)
     assert len(plan_batches(prepared.pairs, packed_tokens, reuse_prefix=True)) == 1
     assert len(plan_batches(prepared.pairs, packed_tokens, reuse_prefix=False)) > 1
+
+
+@pytest.mark.parametrize("fixture", ["tiny_qwen_dir", "tiny_bert_dir"])
+def test_identical_documents_get_identical_scores_and_tie_by_input_order(request, fixture):
+    rr = Reranker.from_pretrained(str(request.getfixturevalue(fixture)), device="cpu")
+    docs = ["the same passage"] * 5 + ["something else entirely", "the same passage"]
+    prepared = rr.prepare(ScoreRequest("a query", docs))
+    assert len(prepared.pairs) == 2  # duplicates are scored once
+    results = rr.score("a query", docs)
+    same = {r.score for r in results if docs[r.index] == "the same passage"}
+    assert len(same) == 1
+    ranked = [r.index for r in rr.rerank("a query", docs) if docs[r.index] == "the same passage"]
+    assert ranked == [0, 1, 2, 3, 4, 6]
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("xpu", "not supported"), ("cuda:7", "CUDA"), ("banana", "unknown device")],
+)
+def test_unusable_device_is_a_clear_error(tiny_qwen_dir, device, message):
+    with pytest.raises(ModelLoadError, match=message):
+        Reranker.from_pretrained(str(tiny_qwen_dir), device=device)

@@ -258,6 +258,22 @@ async def test_mounted_ui_keeps_the_api_key(tiny_reranker):
         assert ranking.scores[r["index"]] == pytest.approx(r["relevance_score"], abs=1e-6)
 
 
+async def test_mounted_ui_caps_uploads(tiny_reranker):
+    """/ui needs no key, so its upload route must not accept unbounded files from anyone."""
+    from rankserve.server.app import create_app
+    from rankserve.server.settings import ServerSettings
+    from rankserve.ui.mount import IN_PROCESS_URL
+
+    app = create_app(ServerSettings(api_key="s3cret"), reranker=tiny_reranker)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=transport, base_url=IN_PROCESS_URL) as client:
+            small = await client.post("/ui/gradio_api/upload", files={"files": ("ok.txt", b"one\ntwo\n")})
+            big = await client.post("/ui/gradio_api/upload", files={"files": ("big.txt", b"x" * (6 * 2**20))})
+    assert small.status_code == 200
+    assert big.status_code == 413
+
+
 # --- handlers: whatever fails, the page gets a message box -----------------------------------
 
 

@@ -14,9 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rankserve.defaults import DEFAULT_MODEL
 from rankserve.errors import RankServeError
-
-DEFAULT_MODEL = "Qwen/Qwen3-Reranker-0.6B"
 
 app = typer.Typer(
     name="rankserve",
@@ -39,7 +38,11 @@ def read_documents(path: Path) -> list[str]:
     """Documents from a .txt file (one per line) or .jsonl (a string, or an object with "text")."""
     if not path.is_file():
         fail(f"docs file not found: {path}")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        # split on newlines only (a document may contain U+2028); tolerate Windows line ends
+        lines = [line.rstrip("\r") for line in path.read_text(encoding="utf-8").split("\n")]
+    except UnicodeDecodeError:
+        fail(f"{path}: not UTF-8 text; save the file as UTF-8")
     if path.suffix.lower() != ".jsonl":
         return [line for line in lines if line.strip()]
     docs = []
@@ -121,9 +124,7 @@ def rerank(
 def make_tiny_model(
     path: Path = typer.Argument(..., help="Directory to write the checkpoint to."),
     kind: str = typer.Option("qwen3", help="qwen3 | qwen3-seq-cls | bert"),
-    tokenizer: Path = typer.Option(
-        None, help="Use this tokenizer (e.g. the real Qwen3 one) instead of a tiny one."
-    ),
+    tokenizer: Path = typer.Option(None, help="Use this tokenizer (e.g. the real Qwen3 one) instead of a tiny one."),
 ) -> None:
     """Write a tiny random-weight reranker checkpoint, to try RankServe offline (scores are meaningless)."""
     from rankserve import synthetic

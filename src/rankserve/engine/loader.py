@@ -37,13 +37,20 @@ _DTYPES = {
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` (the GPU if there is one), ``cpu``, ``cuda`` or ``cuda:N``; anything else is a clear error."""
     if str(device) != "auto":
         try:
             dev = torch.device(device)
         except RuntimeError as exc:
             raise ModelLoadError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from exc
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ModelLoadError(f"device {device!r} asked for, but no CUDA GPU is available")
+        if dev.type not in ("cpu", "cuda"):
+            raise ModelLoadError(f"device {device!r} is not supported: use auto, cpu, cuda or cuda:N")
+        if dev.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0:
+                raise ModelLoadError(f"device {device!r} asked for, but no CUDA GPU is available")
+            if dev.index is not None and dev.index >= count:
+                raise ModelLoadError(f"device {device!r} asked for, but there are only {count} CUDA GPU(s)")
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda")

@@ -27,6 +27,18 @@ QUERY_SHARE = 0.5
 MIN_BODY_TOKENS = 16
 
 
+def first_copies(documents: list[str]) -> tuple[list[int], dict[int, int]]:
+    """Indices of the distinct documents, and ``{duplicate index: index of its first copy}``."""
+    first: dict[str, int] = {}
+    same_as: dict[int, int] = {}
+    for i, doc in enumerate(documents):
+        if doc in first:
+            same_as[i] = first[doc]
+        else:
+            first[doc] = i
+    return list(first.values()), same_as
+
+
 def validate(request: ScoreRequest) -> None:
     """Reject input we cannot score, with a message that names the problem."""
     if not isinstance(request.query, str):
@@ -95,16 +107,19 @@ class QwenPairBuilder:
         prefix = tuple(self.system_ids + header)
         budget = self.body_budget - len(header)
         docs = list(request.documents)
-        doc_ids = self.encode([prompts.document_part(d) for d in docs])
-        prepared = PreparedRequest(request)
-        for index, (doc, ids) in enumerate(zip(docs, doc_ids)):
+        distinct, same_as = first_copies(docs)
+        doc_ids = self.encode([prompts.document_part(docs[i]) for i in distinct])
+        prepared = PreparedRequest(request, same_as=same_as)
+        truncated: dict[int, bool] = {}
+        for index, ids in zip(distinct, doc_ids):
             tail = None
             if len(ids) > budget and request.truncation == "head_tail":
-                tail = len(self.encode([doc[-TAIL_CHARS:]])[0])
+                tail = len(self.encode([docs[index][-TAIL_CHARS:]])[0])
             fitted = fit(ids, budget, request.truncation, tail)
-            prepared.truncated.append(fitted.truncated or query_cut)
+            truncated[index] = fitted.truncated or query_cut
             for window, win_ids in enumerate(fitted.windows):
                 prepared.pairs.append(Pair(prepared, index, window, prefix, win_ids + self.suffix_ids))
+        prepared.truncated = [truncated[same_as.get(i, i)] for i in range(len(docs))]
         return prepared
 
 
@@ -130,19 +145,23 @@ class CrossEncoderPairBuilder:
         query = tok.decode(query_ids[: self.max_length // 2]) if query_cut else request.query
         budget = self.max_length - self.num_special - min(len(query_ids), self.max_length // 2)
         docs = list(request.documents)
-        doc_ids = tok(docs, add_special_tokens=False)["input_ids"]
-        prepared = PreparedRequest(request)
+        distinct, same_as = first_copies(docs)
+        doc_ids = tok([docs[i] for i in distinct], add_special_tokens=False)["input_ids"]
+        prepared = PreparedRequest(request, same_as=same_as)
         texts: list[tuple[int, int, str]] = []
-        for index, (doc, ids) in enumerate(zip(docs, doc_ids)):
+        truncated: dict[int, bool] = {}
+        for index, ids in zip(distinct, doc_ids):
+            doc = docs[index]
             tail = None
             if len(ids) > budget and request.truncation == "head_tail":
                 tail = len(tok([doc[-TAIL_CHARS:]], add_special_tokens=False)["input_ids"][0])
             fitted = fit(ids, budget, request.truncation, tail)
-            prepared.truncated.append(fitted.truncated or query_cut)
+            truncated[index] = fitted.truncated or query_cut
             if len(fitted.windows) == 1 and not fitted.truncated:
                 texts.append((index, 0, doc))
             else:
                 texts.extend((index, w, tok.decode(win)) for w, win in enumerate(fitted.windows))
+        prepared.truncated = [truncated[same_as.get(i, i)] for i in range(len(docs))]
         enc = tok(
             [query] * len(texts),
             [t for _, _, t in texts],

@@ -80,6 +80,9 @@ class PreparedRequest:
     request: ScoreRequest
     pairs: list[Pair] = field(default_factory=list)
     truncated: list[bool] = field(default_factory=list)  # one flag per document
+    # document index -> index of its first identical copy; duplicates get no pairs of their own,
+    # so identical documents always get identical scores (and tie, ranked by input order)
+    same_as: dict[int, int] = field(default_factory=dict)
 
     @property
     def num_tokens(self) -> int:
@@ -101,7 +104,7 @@ class PreparedRequest:
             by_doc.setdefault(pair.doc_index, []).append(pair)
         out = []
         for index in range(len(self.request.documents)):
-            windows = by_doc[index]
+            windows = by_doc[self.same_as.get(index, index)]
             best = max(windows, key=lambda p: p.score)
             out.append(
                 DocScore(

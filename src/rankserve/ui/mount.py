@@ -52,10 +52,23 @@ def mount(app: FastAPI, settings: Any = None, *, path: str = UI_PATH) -> None:
         exempt.append(path)
     index = _index()
     blocks = build_blocks(make_api, server_label="this server 本服务器", index=index)
+    # /ui is open without the API key (the page asks for it), so cap what its upload route accepts
     gr.mount_gradio_app(
-        app, blocks, path=path, theme=theme(), css=CSS, footer_links=[], ssr_mode=False, show_error=False
+        app,
+        blocks,
+        path=path,
+        theme=theme(),
+        css=CSS,
+        footer_links=[],
+        ssr_mode=False,
+        show_error=False,
+        max_file_size=UPLOAD_LIMIT,
     )
     log.info("web UI mounted at %s", path)
+
+
+UPLOAD_LIMIT = "5mb"
+"""Largest candidates file the page accepts (a .txt/.jsonl of a few thousand passages fits)."""
 
 
 def _index() -> Any:

@@ -1,0 +1,3 @@
+"""Product defaults shared by the CLI, the server and the engine (one place to change them)."""
+
+DEFAULT_MODEL = "Qwen/Qwen3-Reranker-0.6B"
