@@ -230,3 +230,26 @@ def test_identical_documents_get_identical_scores_and_tie_by_input_order(request
 def test_unusable_device_is_a_clear_error(tiny_qwen_dir, device, message):
     with pytest.raises(ModelLoadError, match=message):
         Reranker.from_pretrained(str(tiny_qwen_dir), device=device)
+
+
+def test_encoder_max_length_comes_from_the_model(tiny_bert_dir, tmp_path):
+    """BERT reads 512 positions; an XLM-R reranker (e.g. bge-reranker-v2-m3) reads its table minus 2."""
+    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    assert Reranker.from_pretrained(str(tiny_bert_dir), device="cpu").max_length == 512
+    XLMRobertaForSequenceClassification(
+        XLMRobertaConfig(
+            vocab_size=200,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=1026,
+            num_labels=1,
+            architectures=["XLMRobertaForSequenceClassification"],
+        )
+    ).save_pretrained(tmp_path)
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir), model_max_length=int(1e30))  # "no limit"
+    tok.save_pretrained(tmp_path)
+    rr = Reranker.from_pretrained(str(tmp_path), device="cpu", max_length=8192)
+    assert rr.kind == "cross-encoder" and rr.max_length == 1024

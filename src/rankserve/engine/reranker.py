@@ -30,7 +30,23 @@ from rankserve.errors import EngineError, InvalidInputError
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 8192
-ENCODER_MAX_LENGTH = 512
+ROBERTA_FAMILY = ("roberta", "xlm-roberta", "camembert")  # positions start after the padding index
+
+
+def model_limit(loaded: loader.Loaded) -> int:
+    """The longest pair the model can read: its position table (and, for encoders, its tokenizer's limit).
+
+    BERT-style cross-encoders read 512 tokens; ``BAAI/bge-reranker-v2-m3`` (XLM-R) reads 8192.
+    """
+    config = loaded.config
+    limit = int(getattr(config, "max_position_embeddings", None) or DEFAULT_MAX_LENGTH)
+    if loaded.kind == loader.CROSS_ENCODER:
+        if config.model_type in ROBERTA_FAMILY:
+            limit -= 2
+        tok_limit = getattr(loaded.tokenizer, "model_max_length", None)
+        if isinstance(tok_limit, int) and 0 < tok_limit < 1_000_000:
+            limit = min(limit, tok_limit)
+    return limit
 
 
 def default_batch_tokens(device: torch.device) -> int:
@@ -119,11 +135,7 @@ class Reranker:
         dev, dt = param.device, param.dtype
         if int(max_length) < 1:
             raise InvalidInputError(f"max_length must be positive, got {max_length}")
-        limit = int(getattr(loaded.config, "max_position_embeddings", max_length) or max_length)
-        if loaded.kind == loader.CROSS_ENCODER:
-            tok_limit = getattr(loaded.tokenizer, "model_max_length", ENCODER_MAX_LENGTH) or ENCODER_MAX_LENGTH
-            limit = min(limit, ENCODER_MAX_LENGTH, tok_limit)
-        max_length = min(int(max_length), limit)
+        max_length = min(int(max_length), model_limit(loaded))
         budget = int(max_batch_tokens or default_batch_tokens(dev))
         reranker = cls(name, loaded, dev, dt, max_length, budget, prefix_reuse, compile)
         log.info(
