@@ -208,3 +208,15 @@ async def test_async_client_stopped_server(stopped_url: str) -> None:
     async with AsyncRerankClient(stopped_url, timeout=TIMEOUT, fallback="bm25") as client:
         response = await client.rerank("paris france capital", DOCS)
     assert response.fallback and [r.index for r in response.results] == [2, 1, 0]
+
+
+async def test_cancelled_trial_call_gives_no_verdict(stub: StubServer) -> None:
+    async with AsyncRerankClient(stub.url, timeout=5.0, failure_threshold=1, reset_timeout=0.0) as client:
+        assert (await client.rerank("fail500: paris", DOCS)).fallback
+        trial = asyncio.create_task(client.rerank("slow: paris", DOCS))  # the half-open trial call
+        await asyncio.sleep(0.2)
+        trial.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await trial
+        response = await client.rerank("paris", DOCS)  # the trial slot was freed, not kept forever
+        assert not response.fallback and client.breaker.state == "closed"

@@ -11,6 +11,11 @@ import pytest
 from rankserve.pipeline.index import build_index, chunk_text, html_to_text
 from rankserve.pipeline.search import load_index, search
 
+try:  # the check for the embedding model lives with the retrieval tests (rootdir or package import)
+    from test_pipeline_retrieval import dense_model_missing
+except ImportError:  # pragma: no cover - tests/ turned into a package
+    from tests.test_pipeline_retrieval import dense_model_missing
+
 
 def make_pdf(path: Path, pages: list[str]) -> None:
     """A minimal valid PDF with one line of Helvetica text per page (pypdf can extract it)."""
@@ -177,13 +182,27 @@ def test_index_and_search_commands(docs_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not a RankServe index" in result.output
 
 
-def test_dense_index_gives_hybrid_search(docs_dir: Path, tmp_path: Path) -> None:
-    from rankserve.pipeline.retrieval import DEFAULT_DENSE_MODEL, HybridRetriever, resolve_dense_model
+def test_index_without_the_dense_extra_prints_the_install_hint(
+    docs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
 
-    try:
-        meta = build_index(docs_dir, tmp_path / "idx", chunk_size=200, overlap=40, dense_model=DEFAULT_DENSE_MODEL)
-    except Exception as exc:  # no offline copy of the model and no network
-        pytest.skip(f"cannot load {resolve_dense_model(None)!r} offline: {exc}")
+    from typer.testing import CliRunner
+
+    from rankserve.cli import app
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # simulate "not installed"
+    result = CliRunner().invoke(app, ["index", str(docs_dir), "--out", str(tmp_path / "idx"), "--dense"])
+    assert result.exit_code == 2, result.output
+    assert "pip install 'rankserve[dense]'" in result.output  # printed as text, not eaten as rich markup
+
+
+def test_dense_index_gives_hybrid_search(docs_dir: Path, tmp_path: Path) -> None:
+    from rankserve.pipeline.retrieval import DEFAULT_DENSE_MODEL, HybridRetriever
+
+    if reason := dense_model_missing():
+        pytest.skip(reason)
+    meta = build_index(docs_dir, tmp_path / "idx", chunk_size=200, overlap=40, dense_model=DEFAULT_DENSE_MODEL)
     assert meta["dense_model"] == DEFAULT_DENSE_MODEL  # the name, not this machine's path
     index = load_index(tmp_path / "idx")
     assert isinstance(index.retriever(), HybridRetriever)

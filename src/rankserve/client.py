@@ -130,6 +130,17 @@ class _ServerFailure(Exception):
     """Internal: the server could not answer; carries the reason for ``fallback_reason``."""
 
 
+@dataclass(frozen=True)
+class _Call:
+    """Internal: one ``rerank`` call on its way: what to send, and what a fallback needs."""
+
+    query: str
+    documents: Sequence[str]
+    top_n: int | None
+    payload: dict[str, Any]
+    started: float
+
+
 def _error_message(response: httpx.Response) -> tuple[str, Any]:
     try:
         body = response.json()
@@ -145,7 +156,12 @@ def _error_message(response: httpx.Response) -> tuple[str, Any]:
 
 
 class _ClientBase:
-    """Request building, response parsing and fallback shared by sync and async clients."""
+    """Everything but the I/O, shared by the sync and async clients: building the request,
+    reading the answer or the error, the circuit breaker's books and the fallback. A subclass's
+    ``rerank`` is ``_start``, the POST, then ``_on_response`` (or ``_on_error`` if it raised)."""
+
+    _http_class: type[httpx.Client] | type[httpx.AsyncClient]  # made when no ``http_client`` is given
+    _timeout_errors: tuple[type[BaseException], ...] = (httpx.TimeoutException,)
 
     def __init__(
         self,
@@ -159,6 +175,7 @@ class _ClientBase:
         reset_timeout: float = 30.0,
         path: str = "/v1/rerank",
         breaker: CircuitBreaker | None = None,
+        http_client: httpx.Client | httpx.AsyncClient | None = None,
     ) -> None:
         if fallback is True:
             fallback = "input"
@@ -172,6 +189,7 @@ class _ClientBase:
         self.breaker = breaker or CircuitBreaker(failure_threshold, reset_timeout)
         api_key = api_key if api_key is not None else os.environ.get("RANKSERVE_API_KEY")
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = http_client or self._http_class(timeout=httpx.Timeout(timeout))
 
     def _payload(self, query: str, documents: Sequence[str], top_n: int | None, instruction: str | None) -> dict:
         body: dict[str, Any] = {"query": query, "documents": list(documents), "return_documents": False}
@@ -208,28 +226,66 @@ class _ClientBase:
             latency_s=time.perf_counter() - started,
         )
 
-    def _fallback(
-        self, query: str, documents: Sequence[str], top_n: int | None, reason: str, started: float
-    ) -> RerankResponse:
+    def _fallback(self, call: _Call, reason: str) -> RerankResponse:
         if self.fallback is None:
             raise RerankUnavailableError(reason)
         logger.warning("rerank fallback (%s order): %s", self.fallback, reason)
-        order = list(range(len(documents)))
+        order = list(range(len(call.documents)))
         if self.fallback == "bm25":
-            order = bm25_order(query, documents)
-        if top_n is not None:
-            order = order[:top_n]
+            order = bm25_order(call.query, call.documents)
+        if call.top_n is not None:
+            order = order[: call.top_n]
         return RerankResponse(
-            results=[RerankResult(i, None, documents[i]) for i in order],
+            results=[RerankResult(i, None, call.documents[i]) for i in order],
             model=None,
             fallback=True,
             fallback_reason=reason,
-            latency_s=time.perf_counter() - started,
+            latency_s=time.perf_counter() - call.started,
         )
 
-    def _empty(self, documents: Sequence[str]) -> RerankResponse | None:
-        """No documents → nothing to rerank; answer locally instead of provoking a 400."""
-        return RerankResponse(results=[], model=self.model) if len(documents) == 0 else None
+    def _start(
+        self, query: str, documents: Sequence[str], top_n: int | None, instruction: str | None
+    ) -> _Call | RerankResponse:
+        """The request to send, or the answer when there is none to send: an empty list (answered
+        locally instead of provoking a 400) or an open circuit (fallback at once)."""
+        call = _Call(query, documents, top_n, self._payload(query, documents, top_n, instruction), time.perf_counter())
+        if len(documents) == 0:
+            return RerankResponse(results=[], model=self.model)
+        if not self.breaker.allow():
+            return self._fallback(call, "circuit open: server failed repeatedly")
+        return call
+
+    def _on_response(self, call: _Call, response: httpx.Response) -> RerankResponse:
+        """The server answered: its results, a 4xx raised as :class:`RerankRequestError` (the
+        server is alive, so the breaker counts a success either way), or a fallback on a 5xx or
+        an answer that is not a rerank answer."""
+        try:
+            result = self._parse(response, call.documents, call.started)
+        except RerankRequestError:
+            self.breaker.record_success()  # the server is alive; the request was wrong
+            raise
+        except _ServerFailure as failure:
+            return self._failed(call, str(failure))
+        except BaseException:  # no verdict on the server
+            self.breaker.abandon()
+            raise
+        self.breaker.record_success()
+        return result
+
+    def _on_error(self, call: _Call, exc: BaseException) -> RerankResponse:
+        """The POST raised ``exc``: a timeout or a connection error falls back; anything else
+        (cancelled, interrupted) gives no verdict on the server, frees the breaker's trial slot
+        and is re-raised."""
+        if isinstance(exc, self._timeout_errors):
+            return self._failed(call, f"timeout after {self.timeout}s")
+        if isinstance(exc, httpx.TransportError):
+            return self._failed(call, f"connection error: {exc!r}")
+        self.breaker.abandon()
+        raise exc
+
+    def _failed(self, call: _Call, reason: str) -> RerankResponse:
+        self.breaker.record_failure()
+        return self._fallback(call, reason)
 
 
 def bm25_order(query: str, documents: Sequence[str]) -> list[int]:
@@ -244,41 +300,19 @@ class RerankClient(_ClientBase):
     (connect, send, wait for the answer). ``fallback``: ``"input"`` (default, the caller's order),
     ``"bm25"``, or ``None`` to raise :class:`RerankUnavailableError` instead."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 2.0, **kwargs: Any) -> None:
-        http_client = kwargs.pop("http_client", None)
-        super().__init__(base_url, api_key, timeout, **kwargs)
-        self._http = http_client or httpx.Client(timeout=httpx.Timeout(timeout))
+    _http_class = httpx.Client
 
     def rerank(
         self, query: str, documents: Sequence[str], top_n: int | None = None, instruction: str | None = None
     ) -> RerankResponse:
-        started = time.perf_counter()
-        empty = self._empty(documents)
-        if empty is not None:
-            return empty
-        if not self.breaker.allow():
-            return self._fallback(query, documents, top_n, "circuit open: server failed repeatedly", started)
+        call = self._start(query, documents, top_n, instruction)
+        if isinstance(call, RerankResponse):
+            return call
         try:
-            try:
-                response = self._http.post(
-                    self.url, json=self._payload(query, documents, top_n, instruction), headers=self.headers
-                )
-            except httpx.TimeoutException:
-                raise _ServerFailure(f"timeout after {self.timeout}s") from None
-            except httpx.TransportError as exc:
-                raise _ServerFailure(f"connection error: {exc!r}") from None
-            result = self._parse(response, documents, started)
-        except RerankRequestError:
-            self.breaker.record_success()  # the server is alive; the request was wrong
-            raise
-        except _ServerFailure as failure:
-            self.breaker.record_failure()
-            return self._fallback(query, documents, top_n, str(failure), started)
-        except BaseException:  # cancelled or interrupted: no verdict on the server
-            self.breaker.abandon()
-            raise
-        self.breaker.record_success()
-        return result
+            response = self._http.post(self.url, json=call.payload, headers=self.headers)
+        except BaseException as exc:  # judged by _on_error: fallback, or re-raised
+            return self._on_error(call, exc)
+        return self._on_response(call, response)
 
     def close(self) -> None:
         self._http.close()
@@ -294,46 +328,22 @@ class AsyncRerankClient(_ClientBase):
     """Asyncio client with the same behaviour; here ``timeout`` is a hard deadline for the
     whole call (``asyncio.wait_for``), so a slowly trickling answer cannot stretch it."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 2.0, **kwargs: Any) -> None:
-        http_client = kwargs.pop("http_client", None)
-        super().__init__(base_url, api_key, timeout, **kwargs)
-        self._http = http_client or httpx.AsyncClient(timeout=httpx.Timeout(timeout))
+    _http_class = httpx.AsyncClient
+    _timeout_errors = (httpx.TimeoutException, asyncio.TimeoutError)  # asyncio's: the wait_for deadline
 
     async def rerank(
         self, query: str, documents: Sequence[str], top_n: int | None = None, instruction: str | None = None
     ) -> RerankResponse:
-        started = time.perf_counter()
-        empty = self._empty(documents)
-        if empty is not None:
-            return empty
-        if not self.breaker.allow():
-            return self._fallback(query, documents, top_n, "circuit open: server failed repeatedly", started)
+        call = self._start(query, documents, top_n, instruction)
+        if isinstance(call, RerankResponse):
+            return call
         try:
-            try:
-                response = await asyncio.wait_for(
-                    self._http.post(
-                        self.url,
-                        json=self._payload(query, documents, top_n, instruction),
-                        headers=self.headers,
-                    ),
-                    timeout=self.timeout,
-                )
-            except (httpx.TimeoutException, asyncio.TimeoutError):
-                raise _ServerFailure(f"timeout after {self.timeout}s") from None
-            except httpx.TransportError as exc:
-                raise _ServerFailure(f"connection error: {exc!r}") from None
-            result = self._parse(response, documents, started)
-        except RerankRequestError:
-            self.breaker.record_success()
-            raise
-        except _ServerFailure as failure:
-            self.breaker.record_failure()
-            return self._fallback(query, documents, top_n, str(failure), started)
-        except BaseException:  # cancelled or interrupted: no verdict on the server
-            self.breaker.abandon()
-            raise
-        self.breaker.record_success()
-        return result
+            response = await asyncio.wait_for(
+                self._http.post(self.url, json=call.payload, headers=self.headers), timeout=self.timeout
+            )
+        except BaseException as exc:  # judged by _on_error: fallback, or re-raised
+            return self._on_error(call, exc)
+        return self._on_response(call, response)
 
     async def aclose(self) -> None:
         await self._http.aclose()

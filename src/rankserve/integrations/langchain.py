@@ -14,7 +14,6 @@ the chain.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 try:
     from langchain_core.callbacks import Callbacks
@@ -26,9 +25,10 @@ except ImportError as exc:  # optional extra
 from pydantic import ConfigDict, PrivateAttr
 
 from rankserve.client import AsyncRerankClient, RerankClient, RerankResponse
+from rankserve.integrations._clients import AdapterClients
 
 
-class RankServeRerank(BaseDocumentCompressor):
+class RankServeRerank(AdapterClients, BaseDocumentCompressor):
     """Rerank retrieved documents with RankServe; keep the best ``top_n`` (all when ``None``)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -42,26 +42,6 @@ class RankServeRerank(BaseDocumentCompressor):
     fallback: str | None = "input"
     _client: RerankClient | None = PrivateAttr(default=None)
     _aclient: AsyncRerankClient | None = PrivateAttr(default=None)
-
-    def _options(self) -> dict[str, Any]:
-        return {
-            "api_key": self.api_key,
-            "timeout": self.timeout,
-            "model": self.model,
-            "fallback": self.fallback,
-        }
-
-    @property
-    def client(self) -> RerankClient:
-        if self._client is None:  # one client (and circuit breaker) per compressor
-            self._client = RerankClient(self.base_url, **self._options())
-        return self._client
-
-    @property
-    def async_client(self) -> AsyncRerankClient:
-        if self._aclient is None:
-            self._aclient = AsyncRerankClient(self.base_url, **self._options())
-        return self._aclient
 
     def _apply(self, documents: Sequence[Document], response: RerankResponse) -> list[Document]:
         out = []

@@ -11,8 +11,6 @@ or down they keep the retriever's order and scores (LlamaIndex has no per-result
 
 from __future__ import annotations
 
-from typing import Any
-
 try:
     from llama_index.core.bridge.pydantic import Field, PrivateAttr
     from llama_index.core.postprocessor.types import BaseNodePostprocessor
@@ -23,9 +21,10 @@ except ImportError as exc:  # optional extra
     ) from exc
 
 from rankserve.client import AsyncRerankClient, RerankClient, RerankResponse
+from rankserve.integrations._clients import AdapterClients
 
 
-class RankServeRerank(BaseNodePostprocessor):
+class RankServeRerank(AdapterClients, BaseNodePostprocessor):
     """Rerank retrieved nodes with RankServe; keep the best ``top_n`` (all when ``None``)."""
 
     base_url: str = Field(default="http://localhost:8000", description="RankServe server URL.")
@@ -42,14 +41,6 @@ class RankServeRerank(BaseNodePostprocessor):
     @classmethod
     def class_name(cls) -> str:
         return "RankServeRerank"
-
-    def _options(self) -> dict[str, Any]:
-        return {
-            "api_key": self.api_key,
-            "timeout": self.timeout,
-            "model": self.model,
-            "fallback": self.fallback,
-        }
 
     def _texts(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> list[str]:
         if query_bundle is None:
@@ -71,9 +62,7 @@ class RankServeRerank(BaseNodePostprocessor):
         if not nodes:
             return []
         texts = self._texts(nodes, query_bundle)
-        if self._client is None:
-            self._client = RerankClient(self.base_url, **self._options())
-        response = self._client.rerank(query_bundle.query_str, texts, top_n=self.top_n, instruction=self.instruction)
+        response = self.client.rerank(query_bundle.query_str, texts, top_n=self.top_n, instruction=self.instruction)
         return self._apply(nodes, response)
 
     async def _apostprocess_nodes(
@@ -82,9 +71,7 @@ class RankServeRerank(BaseNodePostprocessor):
         if not nodes:
             return []
         texts = self._texts(nodes, query_bundle)
-        if self._aclient is None:
-            self._aclient = AsyncRerankClient(self.base_url, **self._options())
-        response = await self._aclient.rerank(
+        response = await self.async_client.rerank(
             query_bundle.query_str, texts, top_n=self.top_n, instruction=self.instruction
         )
         return self._apply(nodes, response)

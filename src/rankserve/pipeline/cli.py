@@ -12,19 +12,21 @@ import logging
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages with long paths stay on one line
 out_console = Console()
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/] {message}")
-    return typer.Exit(2)
+def _fail(message: str) -> NoReturn:
+    """Print one clear line and exit with status 2, as ``rankserve.cli.fail`` does."""
+    console.print(f"[red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(2) from None
 
 
 def _progress(enabled: bool):
@@ -38,13 +40,13 @@ def _progress(enabled: bool):
 
 def _scorer(model: str | None, server: str | None, api_key: str | None, instruction: str | None, **load: Any):
     if model and server:
-        raise _fail("give either --model or --server, not both")
+        _fail("give either --model or --server, not both")
     from rankserve.pipeline.evaluate import EngineScorer, ServerScorer
 
     if server:
         return ServerScorer(server, api_key=api_key, instruction=instruction)
     if model:
-        console.print(f"loading reranker [bold]{model}[/] ...")
+        console.print(f"loading reranker [bold]{escape(model)}[/] ...")
         return EngineScorer.from_model(model, instruction=instruction, **load)
     return None
 
@@ -83,7 +85,7 @@ def eval_cmd(
     try:
         dataset = load_dataset(data, split).subset(max_queries)
         if not dataset.queries:
-            raise _fail(f"{data}: no judged queries found")
+            _fail(f"{data}: no judged queries found")
         scorer = _scorer(model, server, api_key, instruction, device=device, dtype=dtype, max_length=max_length)
         report, first_run, reranked_run = run_eval(
             dataset,
@@ -95,7 +97,7 @@ def eval_cmd(
             progress=_progress(progress),
         )
     except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise _fail(str(exc)) from None
+        _fail(str(exc))
     render_table(report, out_console)
     out.mkdir(parents=True, exist_ok=True)
     files = [write_json(report, out / "report.json"), write_markdown(report, out / "report.md")]
@@ -125,15 +127,15 @@ def index_cmd(
     from rankserve.pipeline.retrieval import DEFAULT_DENSE_MODEL
 
     if overlap >= chunk_size:
-        raise _fail(f"--overlap ({overlap}) must be smaller than --chunk-size ({chunk_size})")
+        _fail(f"--overlap ({overlap}) must be smaller than --chunk-size ({chunk_size})")
     embed_with = (dense_model or DEFAULT_DENSE_MODEL) if dense or dense_model else None
     try:
         meta = build_index(path, out, chunk_size, overlap, embed_with)
     except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise _fail(str(exc)) from None
+        _fail(str(exc))
     errors = [f for f in meta["files"] if "error" in f]
     for f in errors:
-        console.print(f"[yellow]skipped[/] {f['source']}: {f['error']}")
+        console.print(f"[yellow]skipped[/] {escape(f['source'])}: {escape(f['error'])}")
     console.print(f"indexed {meta['chunks']} passages from {len(meta['files']) - len(errors)} files into {out}")
 
 
@@ -155,7 +157,7 @@ def search_cmd(
     from rankserve.pipeline.search import load_index, search
 
     if model and server:
-        raise _fail("give either --model or --server, not both")
+        _fail("give either --model or --server, not both")
     logging.getLogger("rankserve.client").setLevel(logging.ERROR)  # the fallback is reported below
     reranker: Any = model
     if server:
@@ -163,12 +165,12 @@ def search_cmd(
     try:
         hits = search(load_index(index), question, top_k, top_n, reranker, instruction, first_stage)
     except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise _fail(str(exc)) from None
+        _fail(str(exc))
     if as_json:
         out_console.print_json(json.dumps(hits, ensure_ascii=False))
         return
     if hits and hits[0]["fallback"]:
-        console.print(f"[yellow]reranker unavailable, first-stage order:[/] {hits[0]['fallback_reason']}")
+        console.print(f"[yellow]reranker unavailable, first-stage order:[/] {escape(hits[0]['fallback_reason'])}")
     table = Table(show_lines=True)
     for col in ("#", "source", "first stage", "rerank", "passage"):
         table.add_column(col, overflow="fold")
@@ -176,5 +178,5 @@ def search_cmd(
         where = h["source"] + (f" p.{h['page']}" if h["page"] else "") + f" [{h['start']}:{h['end']}]"
         rerank = "-" if h["rerank_score"] is None else f"{h['rerank_score']:.4f}"
         first = f"#{h['first_stage_rank']} {h['first_stage_score']:.3f}"
-        table.add_row(str(h["rank"]), where, first, rerank, h["text"][:400])
+        table.add_row(str(h["rank"]), escape(where), first, rerank, escape(h["text"][:400]))
     out_console.print(table)
