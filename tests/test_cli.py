@@ -76,3 +76,11 @@ def test_docs_file_that_is_not_utf8(tiny_qwen_dir, tmp_path):
     bad.write_bytes("café crème\n".encode("latin-1"))
     proc = run("rerank", "-m", str(tiny_qwen_dir), "-q", "q", "--docs-file", str(bad), check=False)
     assert proc.returncode == 2 and "not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bracketed_text_is_printed_as_is(tiny_qwen_dir):
+    """Rich markup must not eat user text such as "[dense]" in documents or error messages."""
+    out = run("rerank", "-m", str(tiny_qwen_dir), "-q", "q", "-d", "[dense] doc", "-d", "other").stdout
+    assert "[dense] doc" in out
+    proc = run("rerank", "-m", str(tiny_qwen_dir), "-q", "q", "--docs-file", "/no/such/[dir].txt", check=False)
+    assert "/no/such/[dir].txt" in proc.stderr

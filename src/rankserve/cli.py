@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rankserve.defaults import DEFAULT_MODEL
@@ -30,7 +31,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 def fail(message: str, code: int = 2) -> None:
     """Print one clear line and exit: users get a message, never a traceback."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -116,7 +117,7 @@ def rerank(
         text = " ".join(docs[r.index].split())
         preview = text if len(text) <= 80 else text[:77] + "..."
         mark = " [dim](truncated)[/]" if r.truncated else ""
-        table.add_row(str(rank), f"{r.score:.4f}", str(r.index), preview + mark)
+        table.add_row(str(rank), f"{r.score:.4f}", str(r.index), escape(preview) + mark)
     console.print(table)
 
 
