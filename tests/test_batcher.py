@@ -1,11 +1,15 @@
 """The async batcher with the real tiny engine: shared batches, early answers, cancellation,
-queue limit, shutdown. Scores must equal the engine's own, however requests are batched."""
+queue limit, fair scheduling, shutdown, worker crash. Scores must equal the engine's own,
+however requests are batched."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 
 import pytest
+from prometheus_client import CollectorRegistry, Histogram
 
 from rankserve.batcher import Batcher, BatcherClosedError, QueueFullError
 from rankserve.engine import ScoreRequest
@@ -112,7 +116,130 @@ async def test_bad_input_and_shutdown(tiny_reranker):
     ticket = batcher.submit(await batcher.prepare(ScoreRequest(QUERY, [f"{i} {MEDIUM}" for i in range(10)])))
     await asyncio.sleep(0)
     await batcher.close()
-    with pytest.raises((BatcherClosedError, asyncio.CancelledError)):
+    with pytest.raises(BatcherClosedError):
         await ticket.future
     with pytest.raises(BatcherClosedError):
         batcher.submit(await batcher.prepare(ScoreRequest(QUERY, DOCS)))
+
+
+async def test_one_request_over_the_queue_limit_runs_on_an_idle_batcher(tiny_reranker):
+    """The limit stops work piling up; it must not make one big request impossible."""
+    batcher, metrics = await make(tiny_reranker)
+    docs = [f"{i} {MEDIUM}" for i in range(6)]
+    big = await batcher.prepare(ScoreRequest(QUERY, docs))
+    small = await batcher.prepare(ScoreRequest(QUERY, DOCS[:1]))
+    batcher.max_queued_tokens = big.num_tokens // 3
+    ticket = batcher.submit(big)  # nothing else queued: admitted although over the limit
+    with pytest.raises(QueueFullError, match="--max-queued-tokens"):
+        batcher.submit(small)  # queued work + this request > limit
+    assert_same(await ticket.future, tiny_reranker.score(QUERY, docs))
+    assert sample(metrics, "rankserve_rejected_total") == 1
+    assert_same(await batcher.submit(small).future, tiny_reranker.score(QUERY, DOCS[:1]))
+    await batcher.close()
+
+
+async def test_small_request_is_not_stuck_behind_a_big_one(tiny_reranker):
+    """Round-robin batches: a 1-document request arriving just after a 200-document one is
+    answered within a couple of batches, long before the big one finishes."""
+    budget = 1200  # a handful of these pairs per batch: the big request needs ~30 batches
+    batcher, metrics = await make(tiny_reranker, max_batch_tokens=budget)
+    big_docs = [f"{i} {MEDIUM}" for i in range(200)]
+    big_prepared = await batcher.prepare(ScoreRequest(QUERY, big_docs))
+    small_prepared = await batcher.prepare(ScoreRequest("merge sorted lists", DOCS[4:5]))
+    finished: list[str] = []
+
+    started = time.perf_counter()
+    big = batcher.submit(big_prepared)
+    big.future.add_done_callback(lambda _: finished.append("big"))
+    while big.started_at is None:  # the big request's first batch is running
+        await asyncio.sleep(0.001)
+    small_submitted = time.perf_counter()
+    small = batcher.submit(small_prepared)
+    small.future.add_done_callback(lambda _: finished.append("small"))
+
+    small_result = await small.future
+    small_latency = time.perf_counter() - small_submitted
+    big_scored = sum(p.score is not None for p in big_prepared.pairs)
+    assert not big.future.done()
+    assert big_scored <= len(big_docs) // 4, f"{big_scored} big pairs scored before the small request's one"
+    big_result = await big.future
+    big_latency = time.perf_counter() - started
+
+    assert finished == ["small", "big"]
+    assert small_latency < big_latency / 3, (small_latency, big_latency)
+    assert_same(small_result, tiny_reranker.score("merge sorted lists", DOCS[4:5]))
+    assert_same(big_result, tiny_reranker.score(QUERY, big_docs))
+    assert sample(metrics, "rankserve_batch_tokens_count") > 20
+    await batcher.close()
+
+
+async def test_round_robin_keeps_the_token_budget_and_counts_a_prefix_once(tiny_reranker):
+    budget = 700
+    batcher, _ = await make(tiny_reranker, max_batch_tokens=budget)
+    a = await batcher.prepare(ScoreRequest(QUERY, [f"{i} {MEDIUM}" for i in range(8)]))
+    b = await batcher.prepare(ScoreRequest("merge sorted lists", DOCS))
+    c = await batcher.prepare(ScoreRequest("q", DOCS[:2]))
+    tickets = [batcher.submit(p) for p in (a, b, c)]  # all queued before the worker runs
+    batches = []
+    while batcher.queue_depth:
+        batches.append(batcher._take_batch())  # form batches without running them
+    for batch in batches:
+        pairs = [p for own in batch.values() for p in own]
+        prefixes = {p.prefix for p in pairs}
+        packed = sum(len(p.tokens) for p in pairs) + sum(len(x) for x in prefixes)
+        assert packed <= budget or len(pairs) == 1
+    first = batches[0]
+    assert set(first) == set(tickets)  # every queued request gets pairs into the first batch
+    for ticket in tickets:  # each request's pairs in order, none twice, none lost
+        taken = [p for batch in batches for p in batch.get(ticket, [])]
+        assert taken == ticket.prepared.pairs
+    assert batcher.queued_tokens == 0
+    await batcher.close()
+
+
+async def test_close_fails_requests_whose_pairs_are_all_in_the_running_batch(tiny_reranker):
+    batcher, _ = await make(tiny_reranker)  # one batch holds the whole request
+    ticket = batcher.submit(await batcher.prepare(ScoreRequest(QUERY, [f"{i} {MEDIUM}" for i in range(100)])))
+    while ticket.batch_started is None:
+        await asyncio.sleep(0.001)
+    assert batcher.queue_depth == 0  # nothing of it is queued any more: it is all in flight
+    await batcher.close()
+    with pytest.raises(BatcherClosedError, match="shutting down"):
+        await asyncio.wait_for(ticket.future, timeout=5)
+
+
+class LabelledBatchHistogramMetrics(Metrics):
+    """Real metrics, misconfigured: ``batch_seconds`` has a label the batcher never sets, so
+    prometheus raises in the worker after the first model call (a bug that kills the worker)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batch_seconds = Histogram("bad_batch_seconds", "x", ["model"], registry=CollectorRegistry())
+
+
+async def test_worker_crash_is_logged_fails_pending_requests_and_is_reported(tiny_reranker, caplog):
+    crashes: list[BaseException] = []
+    batcher = Batcher(
+        tiny_reranker,
+        max_batch_tokens=300,
+        max_queued_tokens=1 << 22,
+        metrics=LabelledBatchHistogramMetrics(),
+        on_crash=crashes.append,
+    )
+    await batcher.start()
+    first = await batcher.prepare(ScoreRequest(QUERY, DOCS[:1]))
+    second = await batcher.prepare(ScoreRequest(QUERY, [f"{i} {MEDIUM}" for i in range(6)]))
+    with caplog.at_level(logging.ERROR, logger="rankserve.batcher"):
+        in_flight = batcher.submit(first)  # the first batch holds only this one (budget 300)
+        queued = batcher.submit(second)
+        for ticket in (in_flight, queued):
+            with pytest.raises(BatcherClosedError, match="worker crashed"):
+                await asyncio.wait_for(ticket.future, timeout=10)
+    assert len(crashes) == 1 and isinstance(crashes[0], ValueError)
+    assert batcher.crashed is crashes[0]
+    crash_logs = [r for r in caplog.records if "worker crashed" in r.getMessage()]
+    assert len(crash_logs) == 1 and crash_logs[0].exc_info is not None
+    with pytest.raises(BatcherClosedError):
+        batcher.submit(in_flight.prepared)  # no new work is accepted by a dead worker
+    await batcher.close()
+    assert len(crashes) == 1

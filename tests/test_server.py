@@ -216,6 +216,7 @@ def test_score_vllm(client, engine, path):
     assert_close(post({"text_1": QUERY_ZH, "text_2": DOCS_ZH[0]}), want[:1])  # 1:1
     assert_close(post({"text_1": QUERY_ZH, "text_2": DOCS_ZH}), want)  # 1:N
     assert_close(post({"queries": [QUERY_ZH], "documents": DOCS_ZH}), want)
+    assert_close(post({"text_1": QUERY_ZH, "documents": DOCS_ZH}), want)  # aliases, side by side
     # N:N, element by element, with a repeated query
     queries = [QUERIES[0], QUERIES[1], QUERIES[0]]
     docs = [POOL[0], POOL[4], POOL[1]]
@@ -273,13 +274,31 @@ ERRORS = [
     ("/v1/score", {"queries": "q", "documents": []}, 400, "queries and documents cannot be empty"),
     ("/score", {"text_1": "q"}, 400, "text_1 and text_2 cannot be empty"),
     ("/v1/score", {"text_1": "q", "text_2": ["a", ""]}, 400, "text_2[1] is empty"),
+    # messages name the fields the caller sent
+    ("/score", {"text_1": "q", "documents": []}, 400, "text_1 and documents cannot be empty"),
+    ("/score", {"queries": "q"}, 400, "queries and documents cannot be empty"),
+    ("/score", {"text_2": ["a"]}, 400, "text_1 and text_2 cannot be empty"),
+    ("/score", {"queries": "q", "text_1": "q", "text_2": "a"}, 400, "text_1 or queries, not both"),
+    # top_n is a count: JSON true is not 1
+    ("/v1/rerank", {"query": "q", "documents": ["a"], "top_n": True}, 422, "top_n"),
+    ("/rerank", {"query": "q", "documents": ["a"], "top_n": False}, 422, "top_n"),
+    ("/v2/rerank", {"query": "q", "documents": ["a"], "top_n": True}, 422, "top_n"),
+    ("/v1/rerank", {"query": "q", "documents": "a"}, 422, 'documents: must be a list of strings or {"text": str}'),
     ("/rerank", {"query": "q", "texts": ["a"] * 1001}, 413, "1001", "1000"),
+    # found by the engine while tokenizing: still the caller's error
+    ("/rerank", {"query": "q", "texts": ["a"], "instruction": "rank " * 1000}, 400, "instruction is too long"),
 ]
 
 
 @pytest.mark.parametrize(("path", "body", "status", *["f"]), [(p, b, s, f) for p, b, s, f, *_ in ERRORS])
 def test_bad_input(client, path, body, status, f):
     assert_error(client.post(path, json=body), status, f)
+
+
+def test_documents_shape_message_has_single_braces(client):
+    r = client.post("/v1/rerank", json={"query": "q", "documents": {"text": "a"}})
+    message = assert_error(r, 422)["message"]
+    assert 'or {"text": str} objects' in message and "{{" not in message, message
 
 
 def test_malformed_json_and_more_fragments(client):

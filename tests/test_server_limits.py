@@ -1,13 +1,15 @@
 """Limits against real server processes: 401, 413, 503, 504, port in use, presets file, served name.
 
 These need settings the main test server must not have (an API key, tiny limits, a tiny
-timeout), so this module starts two more servers at once, and one that must fail.
+timeout, a tiny queue), so this module starts three more servers at once, and one that must fail.
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
+import threading
+import time
 
 import httpx
 import pytest
@@ -33,6 +35,10 @@ def servers(tiny_qwen_dir, tmp_path_factory):
             "--presets", str(tmp / "presets.yaml"), "--max-length", "512",
         ),
         "timeout": ServerProcess(tiny_qwen_dir, tmp / "timeout.log", "--request-timeout", "0.001"),
+        # a small queue and small batches: one big request keeps it busy for many batches
+        "busy": ServerProcess(
+            tiny_qwen_dir, tmp / "busy.log", "--max-queued-tokens", "1000", "--max-batch-tokens", "1024",
+        ),
     }  # fmt: skip
     try:
         for proc in procs.values():
@@ -101,18 +107,51 @@ def test_body_too_large(servers):
 
 
 # ---- 503 queue full -------------------------------------------------------------------------
-def test_queue_full_is_503_with_retry_after(servers):
+def test_one_request_over_the_queue_limit_succeeds_on_an_idle_server(servers):
+    """--max-queued-tokens stops work piling up; alone, a request bigger than it is served."""
     url = servers["strict"].url
-    r = httpx.post(url + "/rerank", json={"query": "q", "texts": [MEDIUM_DOC] * 5}, headers=AUTH)
-    assert r.status_code == 503, r.text
-    assert int(r.headers["retry-after"]) >= 1
-    err = r.json()["error"]
-    assert err["code"] == 503 and "--max-queued-tokens" in err["message"]
-    metrics = httpx.get(url + "/metrics", headers=AUTH).text
+    texts = [f"{i} {MEDIUM_DOC}" for i in range(5)]
+    r = httpx.post(url + "/rerank", json={"query": "q", "texts": texts}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["prompt_tokens"] > 1000  # over the strict server's limit on its own
+    assert len(r.json()["scores"]) == 5
+
+
+def test_queue_full_is_503_with_retry_after(servers):
+    """A 503 caused by real queued work: a big request is being scored, the next one is refused."""
+    url = servers["busy"].url
+    big_texts = [f"{i} {MEDIUM_DOC}" for i in range(150)]  # ~60k tokens, ~60 batches of 1024
+    big: dict[str, httpx.Response] = {}
+
+    def send_big() -> None:
+        big["response"] = httpx.post(url + "/rerank", json={"query": "q", "texts": big_texts}, timeout=120)
+
+    thread = threading.Thread(target=send_big)
+    thread.start()
+    try:
+        while metric_value(httpx.get(url + "/metrics").text, "rankserve_pairs_scored_total") == 0:
+            assert thread.is_alive(), big
+            time.sleep(0.01)  # wait until the big request is being scored
+        refused = None
+        while thread.is_alive() and refused is None:
+            r = httpx.post(url + "/rerank", json={"query": "q", "texts": ["short"]})
+            refused = r if r.status_code == 503 else None
+    finally:
+        thread.join(120)
+    assert refused is not None, "no request was refused while the big one was queued"
+    assert int(refused.headers["retry-after"]) >= 1
+    err = refused.json()["error"]
+    assert err["code"] == 503 and err["type"] == "server_busy"
+    assert "--max-queued-tokens" in err["message"] and "tokens queued" in err["message"]
+
+    assert big["response"].status_code == 200, big["response"].text  # the big one still finishes
+    assert len(big["response"].json()["scores"]) == len(big_texts)
+    metrics = httpx.get(url + "/metrics").text
     assert metric_value(metrics, "rankserve_rejected_total") >= 1
     assert metric_value(metrics, "rankserve_requests_total", route="/rerank", status="503") >= 1
-    r = httpx.post(url + "/rerank", json={"query": "q", "texts": ["short"]}, headers=AUTH)
-    assert r.status_code == 200, r.text
+    assert metric_value(metrics, "rankserve_queue_tokens") == 0
+    r = httpx.post(url + "/rerank", json={"query": "q", "texts": ["short"]})
+    assert r.status_code == 200, r.text  # idle again: served
 
 
 # ---- presets file and served name -----------------------------------------------------------

@@ -122,6 +122,25 @@ def build_nan_model(tiny_qwen_dir: Path, out: Path) -> Path:
     return out
 
 
+def build_vocab_mismatch_model(tiny_qwen_dir: Path, out: Path) -> Path:
+    """A tiny reranker whose embedding table is smaller than its tokenizer's vocabulary.
+
+    It loads (config and weights agree with each other), but the prompt's ``<think>`` tokens
+    have ids past the table, so every forward pass fails with torch's IndexError: an engine
+    failure that is not a planned :class:`EngineError`.
+    """
+    from transformers import AutoTokenizer, Qwen3ForCausalLM
+
+    shutil.copytree(tiny_qwen_dir, out, dirs_exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(out))
+    think = tokenizer.convert_tokens_to_ids("<think>")
+    assert max(tokenizer.convert_tokens_to_ids(w) for w in ("yes", "no")) < think
+    model = Qwen3ForCausalLM.from_pretrained(str(out))
+    model.resize_token_embeddings(think)  # keeps rows 0..think-1, the yes/no rows among them
+    model.save_pretrained(str(out))
+    return out
+
+
 def metric_value(text: str, name: str, **labels: str) -> float:
     """The value of one Prometheus sample (0.0 when absent)."""
     want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))

@@ -5,13 +5,21 @@ pairs from every in-flight request are packed together. The flow:
 
 1. ``prepare`` validates and tokenizes a request on a dedicated tokenizer thread (the event
    loop never runs CPU-heavy work, and one thread avoids concurrent use of a tokenizer).
-2. ``submit`` enqueues the prepared request as a :class:`Ticket`, refusing it when the queue
-   already holds ``max_queued_tokens`` tokens (the HTTP layer answers 503 + Retry-After).
-3. One worker task takes pairs from the queued tickets in FIFO order up to
-   ``max_batch_tokens`` and runs ``reranker.score_pairs`` on a single model thread. A ticket's
-   future resolves as soon as all of *its* pairs are scored, not when the queue drains.
+2. ``submit`` enqueues the prepared request as a :class:`Ticket`, refusing it when queued work
+   plus this request would exceed ``max_queued_tokens`` (the HTTP layer answers 503 +
+   Retry-After). A request is always admitted into an empty queue, however large: the limit
+   stops work piling up, it must not make one big request impossible.
+3. One worker task forms batches of up to ``max_batch_tokens`` by taking pairs round-robin
+   across the queued tickets (so a small request is not stuck behind every batch of a big one
+   that arrived just before it), and runs ``reranker.score_pairs`` on a single model thread.
+   A request's pairs in one batch share its prefix, which is counted once, as the engine does.
+   A ticket's future resolves as soon as all of *its* pairs are scored, not when the queue
+   drains.
 4. A cancelled ticket (client gone, timeout) leaves the queue at once; its unscored pairs are
    never computed.
+5. ``close`` fails every unanswered ticket, queued or in the running batch. If the worker
+   task ever dies, the crash is logged, pending tickets fail, no more work is accepted, and
+   ``on_crash`` tells the owner (the server then reports itself unhealthy).
 """
 
 from __future__ import annotations
@@ -21,15 +29,13 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from rankserve.engine.types import DocScore, Pair, PreparedRequest, ScoreRequest
 from rankserve.errors import EngineError
-
-if TYPE_CHECKING:
-    from rankserve.server.metrics import Metrics
 
 log = logging.getLogger("rankserve.batcher")
 
@@ -40,6 +46,44 @@ class ScoringEngine(Protocol):
     def prepare(self, request: ScoreRequest) -> PreparedRequest: ...
 
     def score_pairs(self, pairs: list[Pair]) -> Any: ...
+
+
+class CounterLike(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class GaugeLike(Protocol):
+    def set(self, value: float) -> None: ...
+
+
+class HistogramLike(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class BatcherMetrics(Protocol):
+    """The series the batcher updates (``rankserve.server.metrics.Metrics`` provides them).
+
+    Declared here so the batcher does not depend on the HTTP server.
+    """
+
+    @property
+    def rejected(self) -> CounterLike: ...
+    @property
+    def pairs_dropped(self) -> CounterLike: ...
+    @property
+    def pairs_scored(self) -> CounterLike: ...
+    @property
+    def tokens(self) -> CounterLike: ...
+    @property
+    def queue_depth(self) -> GaugeLike: ...
+    @property
+    def queue_tokens(self) -> GaugeLike: ...
+    @property
+    def batch_tokens(self) -> HistogramLike: ...
+    @property
+    def batch_pairs(self) -> HistogramLike: ...
+    @property
+    def batch_seconds(self) -> HistogramLike: ...
 
 
 class QueueFullError(Exception):
@@ -95,7 +139,8 @@ class Batcher:
         *,
         max_batch_tokens: int,
         max_queued_tokens: int,
-        metrics: Metrics | None = None,
+        metrics: BatcherMetrics | None = None,
+        on_crash: Callable[[BaseException], None] | None = None,
     ) -> None:
         if max_batch_tokens < 1 or max_queued_tokens < 1:
             raise ValueError("max_batch_tokens and max_queued_tokens must be positive")
@@ -103,23 +148,31 @@ class Batcher:
         self.max_batch_tokens = max_batch_tokens
         self.max_queued_tokens = max_queued_tokens
         self.metrics = metrics
+        self.on_crash = on_crash  # called once if the worker task dies
         self._queue: deque[Ticket] = deque()
         self._queued_tokens = 0
+        self._inflight: dict[Ticket, list[Pair]] = {}  # the batch the model is computing now
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._tokens_per_s: float | None = None  # moving average, for Retry-After
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rankserve-model")
         self._tokenizer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rankserve-tokenize")
         self._closed = False
+        self.crashed: BaseException | None = None  # set if the worker task died
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         """Start the worker task on the running event loop."""
         self._wakeup = asyncio.Event()
         self._worker = asyncio.create_task(self._run(), name="rankserve-batcher")
+        self._worker.add_done_callback(self._worker_done)
 
     async def close(self) -> None:
-        """Stop the worker and fail whatever is still queued (used after HTTP has drained)."""
+        """Stop the worker and fail every unanswered request (used after HTTP has drained).
+
+        Requests whose pairs are in the batch running now fail too: the worker no longer
+        runs to answer them, and a future left pending would hang its caller forever.
+        """
         self._closed = True
         if self._worker is not None:
             self._worker.cancel()
@@ -127,14 +180,44 @@ class Batcher:
                 await self._worker
             except asyncio.CancelledError:
                 pass
-        while self._queue:
-            ticket = self._queue.popleft()
-            if not ticket.future.done():
-                ticket.future.set_exception(BatcherClosedError("server is shutting down"))
-        self._queued_tokens = 0
-        self._update_gauges()
+            except Exception:  # already logged by _worker_done
+                pass
+        self._fail_pending(BatcherClosedError("server is shutting down"))
         self._model_thread.shutdown(wait=False, cancel_futures=True)
         self._tokenizer_thread.shutdown(wait=False, cancel_futures=True)
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        """Done-callback of the worker: anything but a cancel from ``close`` is a crash."""
+        if self._closed:
+            return
+        if task.cancelled():
+            error: BaseException = RuntimeError("the batcher's worker task was cancelled")
+        else:
+            error = task.exception() or RuntimeError("the batcher's worker task returned")
+        self.crashed = error
+        self._closed = True  # nothing would ever score new work
+        log.critical(
+            "the batcher's worker crashed; no request can be scored until the server restarts",
+            exc_info=(type(error), error, error.__traceback__),
+        )
+        self._fail_pending(BatcherClosedError(f"the scoring worker crashed ({type(error).__name__}: {error})"))
+        if self.on_crash is not None:
+            try:
+                self.on_crash(error)
+            except Exception:
+                log.exception("the batcher's on_crash callback failed")
+
+    def _fail_pending(self, error: BatcherClosedError) -> None:
+        """Fail every ticket not answered yet: queued ones and those in the running batch."""
+        tickets = list(self._inflight) + [t for t in self._queue if t not in self._inflight]
+        self._inflight = {}
+        self._queue.clear()
+        self._queued_tokens = 0
+        for ticket in tickets:
+            if not ticket.future.done():
+                ticket.future.set_exception(error)
+            ticket.batch_started = None
+        self._update_gauges()
 
     # -- public API ------------------------------------------------------------------------
     @property
@@ -153,11 +236,15 @@ class Batcher:
         return await loop.run_in_executor(self._tokenizer_thread, self.engine.prepare, request)
 
     def submit(self, prepared: PreparedRequest) -> Ticket:
-        """Queue a prepared request; its ``future`` resolves to the request's DocScores."""
+        """Queue a prepared request; its ``future`` resolves to the request's DocScores.
+
+        Raises :class:`QueueFullError` when work is already queued and this request would take
+        the queue over ``max_queued_tokens``; an empty queue admits any request.
+        """
         if self._closed or self._wakeup is None:
             raise BatcherClosedError("the batcher is not running")
         tokens = prepared.num_tokens
-        if self._queued_tokens + tokens > self.max_queued_tokens:
+        if self._queued_tokens > 0 and self._queued_tokens + tokens > self.max_queued_tokens:
             if self.metrics:
                 self.metrics.rejected.inc()
             raise QueueFullError(
@@ -166,6 +253,12 @@ class Batcher:
                 self._retry_after(tokens),
             )
         ticket = Ticket(prepared=prepared, future=asyncio.get_running_loop().create_future())
+        if not prepared.pairs:  # nothing for the model to do (the worker only handles pairs)
+            try:
+                ticket.future.set_result(prepared.results())
+            except Exception as exc:
+                ticket.future.set_exception(exc)
+            return ticket
         self._queue.append(ticket)
         self._queued_tokens += tokens
         self._update_gauges()
@@ -198,27 +291,39 @@ class Batcher:
 
     # -- worker ----------------------------------------------------------------------------
     def _take_batch(self) -> dict[Ticket, list[Pair]]:
-        """Pairs for the next model call, FIFO across tickets, at most ``max_batch_tokens``.
+        """Pairs for the next model call: round-robin across queued tickets, within ``max_batch_tokens``.
 
-        A single pair larger than the budget still goes alone (the engine caps pair length).
+        Each round gives every queued ticket its next pair while it fits, so a request that
+        arrives behind a big one gets pairs into the very next batch instead of waiting for all
+        of the big one's batches. Within a ticket pairs are taken in order. A prefix is counted
+        once per batch, as the engine's ``plan_batches`` counts it (it is computed once).
+        Tickets that got pairs and still have more move to the back of the queue, so the next
+        batch starts with those this batch did not reach. A single pair larger than the budget
+        still goes alone (the engine caps pair length).
         """
         batch: dict[Ticket, list[Pair]] = {}
+        prefixes: set[tuple[int, ...]] = set()
         budget = self.max_batch_tokens
-        while self._queue:
-            ticket = self._queue[0]
-            if ticket.cancelled:
-                self._queue.popleft()
-                continue
-            pairs = ticket.prepared.pairs
-            while ticket.cursor < len(pairs):
-                pair = pairs[ticket.cursor]
-                if pair.num_tokens > budget and batch:
-                    return batch
+        active = [t for t in self._queue if not t.cancelled]
+        while active:
+            still: list[Ticket] = []
+            for ticket in active:
+                pair = ticket.prepared.pairs[ticket.cursor]
+                cost = len(pair.tokens) if pair.prefix in prefixes else pair.num_tokens
+                if cost > budget and batch:
+                    continue  # does not fit: this ticket waits for the next batch
                 batch.setdefault(ticket, []).append(pair)
+                prefixes.add(pair.prefix)
                 ticket.cursor += 1
-                budget -= pair.num_tokens
+                budget -= cost
                 self._queued_tokens -= pair.num_tokens
-            self._queue.popleft()
+                if ticket.cursor < len(ticket.prepared.pairs):
+                    still.append(ticket)
+            active = still if budget > 0 else []
+        served = [t for t in self._queue if t in batch]
+        waiting = [t for t in self._queue if t not in batch and not t.cancelled]
+        unfinished = [t for t in served if t.cursor < len(t.prepared.pairs)]
+        self._queue = deque(waiting + unfinished)
         return batch
 
     async def _run(self) -> None:
@@ -230,6 +335,8 @@ class Batcher:
                 await self._wakeup.wait()
                 continue
             batch = self._take_batch()
+            if not batch:
+                continue
             self._update_gauges()
             pairs = [p for ps in batch.values() for p in ps]
             start = time.perf_counter()
@@ -237,6 +344,7 @@ class Batcher:
                 ticket.batch_started = start
                 if ticket.started_at is None:
                     ticket.started_at = start
+            self._inflight = batch
             error: BaseException | None = None
             try:
                 await loop.run_in_executor(self._model_thread, self.engine.score_pairs, pairs)
@@ -251,6 +359,7 @@ class Batcher:
                 ticket.compute_s += elapsed
                 ticket.batch_started = None
                 self._settle(ticket, own, error)
+            self._inflight = {}
 
     def _settle(self, ticket: Ticket, own: list[Pair], error: BaseException | None) -> None:
         """Resolve or fail one ticket after a batch that held some of its pairs."""

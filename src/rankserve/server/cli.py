@@ -6,24 +6,36 @@ before the model or uvicorn start, so "port in use" is one clear line and a non-
 
 from __future__ import annotations
 
-import errno
 import logging
 import signal
 import socket
+from enum import Enum
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 import uvicorn
 
-from rankserve.server.settings import API_KEY_ENV, DEFAULT_MODEL, ServerSettings
+from rankserve.defaults import DEFAULT_MODEL
+from rankserve.netutil import MAX_PORT, MIN_PORT, BindError, bind
+from rankserve.server.settings import API_KEY_ENV, ServerSettings
 
 log = logging.getLogger("rankserve.server")
+
+
+class LogLevel(str, Enum):
+    """``--log-level`` values (anything else is a usage error, not a traceback)."""
+
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
 
 
 def serve(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Hugging Face id or local model directory."),
     host: str = typer.Option("0.0.0.0", help="Interface to listen on."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, min=MIN_PORT, max=MAX_PORT, help="TCP port."),
     served_model_name: str | None = typer.Option(
         None, help="Model name shown in responses and accepted in `model` fields (default: --model)."
     ),
@@ -34,7 +46,7 @@ def serve(
         None, envvar=API_KEY_ENV, help=f"Require 'Authorization: Bearer KEY' (or set {API_KEY_ENV})."
     ),
     log_file: Path | None = typer.Option(None, help="Also write the log to this file."),
-    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+    log_level: LogLevel = typer.Option(LogLevel.info, case_sensitive=False, help="debug, info, warning or error."),
     presets: Path | None = typer.Option(
         None, "--presets", help="TOML/YAML file of name = instruction presets (adds to the shipped ones)."
     ),
@@ -70,17 +82,20 @@ def serve(
         metrics_public=metrics_public,
         presets_file=presets,
         log_file=log_file,
-        log_level=log_level,
+        log_level=log_level.value,
         compile=compile,
     )
     if compile not in ("auto", "on", "off"):
         _fail(f"--compile must be auto, on or off, not {compile!r}", 2)
-    setup_logging(log_level, log_file)
+    setup_logging(log_level.value, log_file)
     try:
         load_presets(presets)
     except PresetFileError as exc:
         _fail(str(exc), 2)
-    sock = _bind(host, port)
+    try:
+        sock = bind(host, port)
+    except BindError as exc:
+        _fail(str(exc), 1)
     run(settings, sock, ui=ui)
 
 
@@ -141,27 +156,7 @@ def _resolve_target(settings: ServerSettings) -> tuple[str, str]:
     return str(device), str(dtype).removeprefix("torch.")
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind the listening socket now; a busy port is one line on stderr and exit code 1."""
-    try:
-        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(addr)
-    except socket.gaierror as exc:
-        _fail(f"cannot listen on host {host!r}: {exc.strerror}", 1)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            _fail(
-                f"port {port} is already in use on {host}: stop the other server or choose another port with --port",
-                1,
-            )
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1)
-    sock.set_inheritable(True)
-    return sock
-
-
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     log.debug("exiting: %s", message)
     raise typer.Exit(code=code)

@@ -1,8 +1,9 @@
 """HTTP errors: one JSON shape, ``{"error": {"message", "type", "code"}}``, for every failure.
 
 Handlers raise :class:`APIError` (or let engine errors through); the exception handlers
-registered by :func:`install_error_handlers` turn everything, including FastAPI's own
-validation errors and unexpected crashes, into that shape so clients parse one format.
+registered by :func:`install_error_handlers` turn them, and FastAPI's own validation errors,
+into that shape so clients parse one format. Unexpected crashes get the same shape from
+``RequestContextMiddleware`` (so they carry ``X-Request-Id``).
 """
 
 from __future__ import annotations
@@ -123,7 +124,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error (request %s)", _request_id(request))
+        # Last resort only: RequestContextMiddleware answers (and logs) unexpected errors from the
+        # routes. Anything reaching here failed outside it; Starlette re-raises it afterwards and
+        # the server logs the traceback, so it is not logged here as well.
         return error_response(500, f"internal server error ({type(exc).__name__}); see the server log")
 
 

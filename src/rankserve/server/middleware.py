@@ -19,12 +19,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rankserve.server.errors import BodyTooLargeError, error_response
 
 access_log = logging.getLogger("rankserve.access")
+log = logging.getLogger("rankserve.server")
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 class RequestContextMiddleware:
-    """Gives each request an id (``X-Request-Id``, the caller's if sane), logs one line, counts it."""
+    """Gives each request an id (``X-Request-Id``, the caller's if sane), logs one line, counts it.
+
+    It is the outermost of our middleware, so it also turns an exception nothing else handled
+    into the JSON 500 (with the id) instead of letting it reach Starlette's error middleware,
+    which would answer without the id and have the traceback logged twice.
+    """
 
     def __init__(self, app: ASGIApp, state: Any, known_paths: set[str]) -> None:
         self.app = app
@@ -41,19 +47,25 @@ class RequestContextMiddleware:
         ctx = scope.setdefault("state", {})
         ctx["request_id"] = request_id
         status = 500
+        started_response = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as exc:
+            # A bug, not a planned error: answer the JSON 500 here, inside the request's context,
+            # so it carries X-Request-Id and is logged exactly once, with the id.
             status = 500
-            raise
+            log.error("request %s: unexpected error: %s: %s", request_id, type(exc).__name__, exc, exc_info=exc)
+            if not started_response:
+                message = f"internal server error ({type(exc).__name__}); see the server log"
+                await error_response(500, message)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_label(scope, self.known_paths)

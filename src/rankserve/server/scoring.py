@@ -15,7 +15,7 @@ from fastapi import Request
 
 from rankserve.batcher import BatcherClosedError, NonFiniteScoreError, QueueFullError, Ticket
 from rankserve.engine.types import DEFAULT_TRUNCATION, DocScore, ScoreRequest
-from rankserve.errors import EngineError
+from rankserve.errors import EngineError, InvalidInputError
 from rankserve.server.errors import APIError
 from rankserve.server.presets import resolve_instruction
 from rankserve.server.state import AppState
@@ -76,9 +76,9 @@ async def _wait_for_disconnect(request: Request) -> None:
 async def score(request: Request, score_requests: Sequence[ScoreRequest]) -> list[list[DocScore]]:
     """Score every ScoreRequest through the batcher; one DocScore list each, in input order.
 
-    Raises APIError for overload (503), timeout (504) and non-finite scores (500), and
-    ClientDisconnected when the client leaves first; in every case the request's queued
-    pairs are dropped from the batcher.
+    Raises APIError for overload (503), timeout (504), non-finite scores and engine failures
+    (500), and ClientDisconnected when the client leaves first; in every case the request's
+    queued pairs are dropped from the batcher.
     """
     state = app_state(request)
     batcher = state.require_batcher()
@@ -115,7 +115,11 @@ async def score(request: Request, score_requests: Sequence[ScoreRequest]) -> lis
 
 
 def _unwrap(task: asyncio.Task[list[list[DocScore]]], state: AppState, ctx: object) -> list[list[DocScore]]:
-    """The task's result, with batcher/engine failures turned into HTTP errors."""
+    """The task's result, with batcher/engine failures turned into HTTP errors.
+
+    Every failure becomes an :class:`APIError` here, inside the request path, so the JSON
+    error carries ``X-Request-Id`` and is logged once, with the request id.
+    """
     try:
         results = task.result()
     except QueueFullError as exc:
@@ -128,5 +132,16 @@ def _unwrap(task: asyncio.Task[list[list[DocScore]]], state: AppState, ctx: obje
     except EngineError as exc:
         log.error("request %s: scoring failed: %s", getattr(ctx, "request_id", "-"), exc)
         raise APIError(500, f"scoring failed: {exc}") from exc
+    except InvalidInputError:
+        raise  # the caller's input, found while tokenizing: a 400 from its handler
+    except Exception as exc:  # an engine bug or broken checkpoint: one log line with the request id
+        log.error(
+            "request %s: scoring failed unexpectedly: %s: %s",
+            getattr(ctx, "request_id", "-"),
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+        raise APIError(500, f"scoring failed: internal error ({type(exc).__name__}); see the server log") from exc
     state.metrics.truncations.inc(sum(r.truncated for rs in results for r in rs))
     return results

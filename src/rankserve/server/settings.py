@@ -6,11 +6,11 @@ ASGI apps) without going through typer.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_MODEL = "Qwen/Qwen3-Reranker-0.6B"
+from rankserve.defaults import DEFAULT_MODEL
+
 API_KEY_ENV = "RANKSERVE_API_KEY"
 
 
@@ -42,9 +42,3 @@ class ServerSettings:
     def model_name(self) -> str:
         """The name clients see in responses and must use in ``model`` fields."""
         return self.served_model_name or self.model
-
-    @staticmethod
-    def api_key_from_env() -> str | None:
-        """``RANKSERVE_API_KEY`` when set and non-empty (an empty variable means "no key")."""
-        value = os.environ.get(API_KEY_ENV, "").strip()
-        return value or None

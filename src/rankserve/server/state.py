@@ -32,8 +32,8 @@ class AppState:
         self.presets = presets
         self.metrics = Metrics()
         self.created = int(time.time())
-        self.status = "loading"  # loading | ready | failed
-        self.load_error: str | None = None
+        self.status = "loading"  # loading | ready | failed (model did not load, or the worker crashed)
+        self.load_error: str | None = None  # why "failed"; /health shows it
         self.reranker: Reranker | None = None
         self.batcher: Batcher | None = None
         self._load_task: asyncio.Task[None] | None = None
@@ -44,9 +44,11 @@ class AppState:
 
     def require_batcher(self) -> Batcher:
         """The batcher, or a 503 the client can retry while the model loads."""
-        if self.batcher is None:
-            if self.status == "failed":
+        if self.status == "failed":
+            if self.batcher is None:
                 raise APIError(503, f"model failed to load: {self.load_error}", "model_load_failed")
+            raise APIError(503, f"server is unhealthy: {self.load_error}; it needs a restart", "server_unhealthy")
+        if self.batcher is None:
             raise APIError(503, "model is still loading; retry shortly", "model_loading", {"Retry-After": "5"})
         return self.batcher
 
@@ -70,6 +72,7 @@ class AppState:
             max_batch_tokens=max_batch_tokens,
             max_queued_tokens=s.max_queued_tokens,
             metrics=self.metrics,
+            on_crash=self._batcher_crashed,
         )
         await batcher.start()
         self.reranker, self.batcher, self.status = reranker, batcher, "ready"
@@ -83,6 +86,11 @@ class AppState:
             getattr(reranker, "max_length", "?"),
             max_batch_tokens,
         )
+
+    def _batcher_crashed(self, exc: BaseException) -> None:
+        """The batcher's worker died (it logged why): report unhealthy so probes restart us."""
+        self.status, self.load_error = "failed", f"the scoring worker crashed ({type(exc).__name__}: {exc})"
+        self.metrics.model_loaded.set(0)
 
     def start_loading(self, on_error: Callable[[BaseException], None] | None) -> None:
         """Load the model on a thread without blocking startup."""

@@ -6,13 +6,13 @@ own backend when the user leaves the key field empty; it is never sent to the br
 
 from __future__ import annotations
 
-import errno
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from rankserve.netutil import MAX_PORT, MIN_PORT, BindError, bind
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 
@@ -26,7 +26,7 @@ def normalize_url(url: str) -> str:
 def ui(
     api_url: str = typer.Option(DEFAULT_API_URL, "--api-url", help="Base URL of a running `rankserve serve`."),
     host: str = typer.Option("127.0.0.1", help="Interface for the UI (0.0.0.0 to share it on the network)."),
-    port: int = typer.Option(7860, help="TCP port of the UI."),
+    port: int = typer.Option(7860, min=MIN_PORT, max=MAX_PORT, help="TCP port of the UI."),
     api_key: str | None = typer.Option(
         None, "--api-key", help="The server's API key, used when the user leaves the key field empty."
     ),
@@ -40,7 +40,11 @@ def ui(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     url = normalize_url(api_url)
     loaded = _load_index(index)
-    sock = _bind(host, port)
+    try:
+        sock = bind(host, port)
+    except BindError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     app = build_app(url, (api_key or "").strip() or None, loaded)
     import uvicorn
 
@@ -80,20 +84,3 @@ def _load_index(path: Path | None) -> Any:
     except (OSError, ValueError) as exc:
         typer.echo(f"error: cannot open index {path or os.environ.get(INDEX_ENV)}: {exc}", err=True)
         raise typer.Exit(2) from None
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind now, so a busy port is one clear line and exit code 1, not a traceback."""
-    try:
-        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(addr)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            message = f"port {port} is already in use on {host}: stop the other program or pass --port"
-        else:
-            message = f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}"
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(1) from None
-    return sock

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from rankserve.engine.types import DocScore, sort_by_score
+from rankserve.engine.types import sort_by_score
 from rankserve.server import scoring
 from rankserve.server.errors import APIError
 from rankserve.server.schemas.cohere import (
@@ -93,8 +93,8 @@ async def simple_rerank(request: Request, body: SimpleRerankRequest) -> JSONResp
     return _json(response)
 
 
-async def _ranked(request: Request, body: RerankRequest) -> tuple[list[DocScore], list[RerankResult], int]:
-    """Score a documents-style request; results sorted desc and cut to top_n."""
+async def _ranked(request: Request, body: RerankRequest) -> tuple[list[RerankResult], int]:
+    """Score a documents-style request: results sorted desc and cut to top_n, and prompt tokens."""
     state = scoring.app_state(request)
     state.check_model(body.model)
     if body.top_n is not None and body.top_n < 1:
@@ -112,11 +112,11 @@ async def _ranked(request: Request, body: RerankRequest) -> tuple[list[DocScore]
         )
         for r in ranked
     ]
-    return results, out, sum(r.prompt_tokens for r in results)
+    return out, sum(r.prompt_tokens for r in results)
 
 
 async def jina_rerank(request: Request, body: RerankRequest) -> RerankResponse:
-    _, results, tokens = await _ranked(request, body)
+    results, tokens = await _ranked(request, body)
     return RerankResponse(
         id=request.state.request_id,
         model=scoring.app_state(request).model_name,
@@ -142,7 +142,7 @@ async def v1_rerank(request: Request, body: RerankRequest) -> RerankResponse:
     summary="Rerank (Cohere v2 format)",
 )
 async def v2_rerank(request: Request, body: CohereV2Request) -> CohereV2Response:
-    _, results, tokens = await _ranked(request, body)
+    results, tokens = await _ranked(request, body)
     return CohereV2Response(
         id=request.state.request_id,
         model=scoring.app_state(request).model_name,

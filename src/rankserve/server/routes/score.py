@@ -18,7 +18,10 @@ router = APIRouter(tags=["score"])
 async def score(request: Request, body: ScoreRequestBody) -> ScoreResponse:
     state = scoring.app_state(request)
     state.check_model(body.model)
-    q_name, d_name, left, right = body.sides()
+    try:
+        q_name, d_name, left, right = body.sides()
+    except ValueError as exc:
+        raise APIError(400, str(exc)) from exc
     pairs = pair_up(left, right) if left and right else []
     if pairs is None:
         raise APIError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 from pydantic_core import PydanticCustomError
 
 from rankserve.server.schemas.common import InstructionFields, Usage
@@ -27,7 +27,8 @@ class DocumentText(BaseModel):
 class RerankRequest(InstructionFields):
     query: str = Field(..., examples=["服务器CPU使用率持续100%怎么办"])
     documents: list[str | DocumentObject] = Field(..., description='Strings or {"text": ...} objects.')
-    top_n: int | None = Field(None, description="Return only the best N results (>= 1).")
+    # strict: JSON true/false or "3" is not a count (lax mode would read true as 1)
+    top_n: StrictInt | None = Field(None, description="Return only the best N results (>= 1).")
     return_documents: bool = Field(True, description="Echo each document's text in the results.")
 
     @field_validator("documents", mode="before")
@@ -35,7 +36,8 @@ class RerankRequest(InstructionFields):
     def _documents_shape(cls, value: Any) -> Any:
         """One clear message instead of pydantic's per-union-member errors."""
         if not isinstance(value, list):
-            raise PydanticCustomError("list_type", 'must be a list of strings or {{"text": str}} objects')
+            # no context given, so pydantic does not format the template: braces are literal
+            raise PydanticCustomError("list_type", 'must be a list of strings or {"text": str} objects')
         for i, item in enumerate(value):
             ok = isinstance(item, str) or (isinstance(item, dict) and isinstance(item.get("text"), str))
             if not ok:

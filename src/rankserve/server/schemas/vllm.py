@@ -1,8 +1,8 @@
 """The vLLM score dialect: ``POST /score`` and ``/v1/score``.
 
-Pairs come as ``text_1``/``text_2`` (vLLM's names) or ``queries``/``documents``; each side is
-a string or a list: 1:1 (two strings), 1:N (one query, many documents) or N:N (two lists of
-equal length, paired element by element).
+Pairs come as ``text_1``/``text_2`` (vLLM's names) or ``queries``/``documents`` (aliases, side
+by side); each side is a string or a list: 1:1 (two strings), 1:N (one query, many documents)
+or N:N (two lists of equal length, paired element by element).
 """
 
 from __future__ import annotations
@@ -24,16 +24,32 @@ class ScoreRequestBody(InstructionFields):
     )
 
     def sides(self) -> tuple[str, str, list[str], list[str]]:
-        """Field names used (for messages) and both sides as lists."""
-        if self.text_1 is not None or self.text_2 is not None:
-            names, left, right = ("text_1", "text_2"), self.text_1, self.text_2
-        else:
-            names, left, right = ("queries", "documents"), self.queries, self.documents
+        """The field names the caller used (for messages) and both sides as lists.
+
+        Each side is read from whichever of its two names was sent (``text_1`` or ``queries``,
+        ``text_2`` or ``documents``); a side sent under neither name is named after the
+        other side's spelling. Raises ValueError when one side is sent under both names.
+        """
+        q_name = _sent_name(self, "text_1", "queries")
+        d_name = _sent_name(self, "text_2", "documents")
+        if q_name is None:
+            q_name = "queries" if d_name == "documents" else "text_1"
+        if d_name is None:
+            d_name = "documents" if q_name == "queries" else "text_2"
 
         def as_list(v: str | list[str] | None) -> list[str]:
             return [] if v is None else [v] if isinstance(v, str) else list(v)
 
-        return names[0], names[1], as_list(left), as_list(right)
+        return q_name, d_name, as_list(getattr(self, q_name)), as_list(getattr(self, d_name))
+
+
+def _sent_name(body: ScoreRequestBody, name: str, alias: str) -> str | None:
+    """Which of two names for one side the caller used; both is an error."""
+    if getattr(body, name) is not None and getattr(body, alias) is not None:
+        raise ValueError(f"send {name} or {alias}, not both (they are the same field)")
+    if getattr(body, alias) is not None:
+        return alias
+    return name if getattr(body, name) is not None else None
 
 
 class ScoreData(BaseModel):
