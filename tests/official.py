@@ -1,8 +1,10 @@
 """The official Qwen3-Reranker recipe, as on the model card, used as the reference in tests.
 
 Full forward with full-vocabulary logits, left padding, log_softmax over (no, yes) at the
-last position. Nothing from rankserve is used here except the prompt strings, which the
-tests check separately against the literal model-card text.
+last position. Nothing from rankserve is used here: the prompt strings are written out again
+and checked against ``rankserve.prompts``. ``rankserve.bench.recipe`` holds the same recipe for
+benchmarks; this copy is deliberately separate so that the reference the engine is tested against
+cannot change when the code under test does.
 """
 
 from __future__ import annotations
