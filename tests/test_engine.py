@@ -10,7 +10,7 @@ from official import OfficialRecipe
 from texts import DOCS, QUERIES
 
 from rankserve import Reranker
-from rankserve.engine import ScoreRequest
+from rankserve.engine import ScoreRequest, qwen3
 from rankserve.errors import InvalidInputError, ModelLoadError
 
 TOL = 1e-5
@@ -198,7 +198,22 @@ def test_scores_are_finite_probabilities(tiny_reranker):
 def test_compiled_engine_matches_eager(tiny_qwen_dir, tiny_reranker):
     """compile=True (torch.compile of each decoder layer) changes speed, not scores."""
     compiled = Reranker.from_pretrained(str(tiny_qwen_dir), device="cpu", compile=True)
+    assert compiled.scorer.compiled and compiled.scorer.layer is not qwen3.decoder_layer
     assert_close(scores(compiled.score(QUERIES[0], DOCS[:6])), scores(tiny_reranker.score(QUERIES[0], DOCS[:6])))
+
+
+def test_failed_compilation_falls_back_to_eager(tiny_qwen_dir, tiny_reranker):
+    """If the compiler breaks at warm-up (exotic setups), the engine runs eagerly instead of failing."""
+    rr = Reranker.from_pretrained(str(tiny_qwen_dir), device="cpu", compile=False)
+    rr.scorer.compiled = True  # stand in for a compiled scorer whose compiler fails at first use
+
+    def broken_compiled_layer(*args, **kwargs):
+        raise RuntimeError("inductor: backend compiler failed")
+
+    rr.scorer.layer = broken_compiled_layer
+    rr.warmup()
+    assert not rr.scorer.compiled and rr.scorer.layer is qwen3.decoder_layer
+    assert_close(scores(rr.score(QUERIES[0], DOCS[:4])), scores(tiny_reranker.score(QUERIES[0], DOCS[:4])))
 
 
 def test_a_shared_prefix_is_counted_once_in_the_batch_budget(tiny_reranker):

@@ -69,10 +69,6 @@ class PackedBatch:
         cu_q = torch.arange(n + 1, dtype=torch.int32, device=self.last.device)
         return SeqLayout(cu_q, cu_k, 1, self.layout.max_k)
 
-    @property
-    def num_tokens(self) -> int:
-        return int(self.ids.numel())
-
 
 def _cu(lengths: list[int]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)

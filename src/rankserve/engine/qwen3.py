@@ -111,13 +111,13 @@ class Qwen3Scorer(nn.Module):
                 )
             )
         self.layers = base.layers  # keeps the modules (and so the weights) registered
-        self.compiled = compile
         self.use_eager()
         if compile:
             # dynamic=True: one graph serves every batch size, so there is no recompile per request shape
             self.layer = torch.compile(decoder_layer, dynamic=True)
             self.pre = torch.compile(pre_attention, dynamic=True)
             self.post = torch.compile(post_attention, dynamic=True)
+            self.compiled = True
 
     def use_eager(self) -> None:
         """Run the plain (uncompiled) functions, e.g. after ``torch.compile`` failed on this machine."""

@@ -252,15 +252,3 @@ class Reranker:
         if top_n is not None and top_n < 1:
             raise InvalidInputError(f"top_n must be at least 1, got {top_n}")
         return sort_by_score(self.score(query, documents, instruction, truncation), top_n)
-
-    def describe(self) -> dict:
-        """What the server logs and reports at start-up."""
-        return {
-            "model": self.model_name,
-            "kind": self.kind,
-            "device": str(self.device),
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "max_length": self.max_length,
-            "max_batch_tokens": self.max_batch_tokens,
-            "compiled": bool(self.scorer is not None and self.scorer.compiled),
-        }
