@@ -268,3 +268,33 @@ def test_encoder_max_length_comes_from_the_model(tiny_bert_dir, tmp_path):
     tok.save_pretrained(tmp_path)
     rr = Reranker.from_pretrained(str(tmp_path), device="cpu", max_length=8192)
     assert rr.kind == "cross-encoder" and rr.max_length == 1024
+
+
+def test_growing_slices_cover_everything_in_order():
+    from rankserve.engine.prepare import growing_slices
+
+    sizes = [10] * 20
+    parts = growing_slices(sizes, first=30)
+    covered = [i for part in parts for i in range(len(sizes))[part]]
+    assert covered == list(range(20))
+    assert [sum(sizes[p]) for p in parts] == [30, 60, 110]  # 30, then doubling, then the rest
+    assert growing_slices([], first=30) == []
+    big_first = [500, 1]
+    assert [sum(big_first[p]) for p in growing_slices(big_first, first=30)] == [500, 1]
+
+
+def test_streamed_preparation_scores_like_the_whole_request(tiny_qwen_dir):
+    """On GPUs, tokenization streams into several forward passes; scores must not notice."""
+    rr = Reranker.from_pretrained(str(tiny_qwen_dir), device="cpu", max_length=2048)
+    docs = [f"{i}: " + " ".join(DOCS[i % 13 :] + DOCS[:12])[:1500] for i in range(40)]  # 60k characters
+    docs += [docs[3], "x " * 5000]  # a duplicate and one that must be truncated
+    whole = rr.score(QUERIES[0], docs, truncation="head")
+    passes = []
+    rr.scorer.register_forward_hook(lambda module, args, out: passes.append(int(args[0].last.numel())))
+    rr.stream_prepare = True
+    streamed = rr.score(QUERIES[0], docs, truncation="head")
+    assert len(passes) >= 3 and sum(passes) == len(docs) - 1  # several passes; the duplicate scored once
+    assert_close(scores(streamed), scores(whole))
+    assert [r.truncated for r in streamed] == [r.truncated for r in whole] and streamed[-1].truncated
+    assert max(r.prompt_tokens for r in streamed[:40]) < 2048
+    assert_close(scores(streamed[:40]), OfficialRecipe(tiny_qwen_dir, max_length=2048).scores(QUERIES[0], docs[:40]))

@@ -67,6 +67,7 @@ class SeqLayout:
 
 
 _backend = "auto"
+_GQA_NATIVE = True
 
 
 def set_backend(name: str) -> None:
@@ -100,7 +101,7 @@ def _varlen(q, k, v, layout: SeqLayout, scale: float) -> torch.Tensor:
     if q.shape[1] != k.shape[1]:
         if "enable_gqa" in _VARLEN_PARAMS:
             kwargs["enable_gqa"] = True
-        else:
+        elif not _GQA_NATIVE:
             rep = q.shape[1] // k.shape[1]
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
     return _varlen_attn(q, k, v, layout.cu_q, layout.cu_k, layout.max_q, layout.max_k, **kwargs)

@@ -80,22 +80,39 @@ def _ranges(starts, lengths) -> np.ndarray:
     return np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths)])
 
 
-def pack(pairs: Sequence[Pair], device: torch.device, reuse_prefix: bool = True) -> PackedBatch:
-    def t(a, dtype=torch.long) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(a), dtype=dtype).to(device, non_blocking=True)
+_upload_streams: dict[torch.device, torch.cuda.Stream] = {}
 
+
+def upload(arrays: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+    """Copy int arrays to the device as one transfer, without making the host wait for the GPU.
+
+    On CUDA the copy runs on a side stream from pinned memory: queued behind the compute stream's
+    kernels it would hold back the next batch's preparation (and a pinned buffer still waiting for
+    its copy cannot be reused, so allocating another one would synchronise the whole device).
+    """
+    sizes = [len(a) for a in arrays]
+    host = torch.from_numpy(np.concatenate([np.asarray(a, dtype=np.int64) for a in arrays]))
+    if device.type != "cuda":
+        return list(host.to(device).split(sizes))
+    stream = _upload_streams.get(device)
+    if stream is None:
+        stream = _upload_streams[device] = torch.cuda.Stream(device)
+    compute = torch.cuda.current_stream(device)
+    with torch.cuda.stream(stream):  # allocated from the side stream's pool, so no need to wait for compute
+        flat = host.pin_memory().to(device, non_blocking=True)
+    compute.wait_stream(stream)
+    flat.record_stream(compute)  # and not reused before compute is done with it
+    return list(flat.split(sizes))
+
+
+def pack(pairs: Sequence[Pair], device: torch.device, reuse_prefix: bool = True) -> PackedBatch:
     if not reuse_prefix:
         seqs = [list(p.prefix) + p.tokens for p in pairs]
         lens = [len(s) for s in seqs]
         cu = _cu(lens)
-        cu_t = t(cu, torch.int32)
-        return PackedBatch(
-            ids=t(np.concatenate(seqs)),
-            pos=t(_ranges([0] * len(lens), lens)),
-            layout=SeqLayout(cu_t, cu_t, max(lens), max(lens)),
-            key_index=None,
-            last=t(cu[1:] - 1),
-        )
+        ids, pos, cu_t, last = upload([np.concatenate(seqs), _ranges([0] * len(lens), lens), cu, cu[1:] - 1], device)
+        cu_t = cu_t.int()
+        return PackedBatch(ids, pos, SeqLayout(cu_t, cu_t, max(lens), max(lens)), key_index=None, last=last)
 
     starts: dict[tuple[int, ...], int] = {}  # prefix -> its first token's index
     prefix_lens: list[int] = []
@@ -117,15 +134,16 @@ def pack(pairs: Sequence[Pair], device: torch.device, reuse_prefix: bool = True)
     )
     q_lens = prefix_lens + own_lens
     k_lens = prefix_lens + [pl + ol for pl, ol in zip(pair_prefix_lens, own_lens)]
-    layout = SeqLayout(t(_cu(q_lens), torch.int32), t(_cu(k_lens), torch.int32), max(q_lens), max(k_lens))
     ids = np.concatenate([np.asarray(p, dtype=np.int64) for p in starts] + [np.asarray(p.tokens) for p in pairs])
     pos = np.concatenate([_ranges([0] * len(prefix_lens), prefix_lens), _ranges(pair_prefix_lens, own_lens)])
+    last = own_starts + np.asarray(own_lens) - 1
+    ids_t, pos_t, keys_t, last_t, cu_q, cu_k = upload([ids, pos, key_index, last, _cu(q_lens), _cu(k_lens)], device)
     return PackedBatch(
-        ids=t(ids),
-        pos=t(pos),
-        layout=layout,
-        key_index=t(key_index),
-        last=t(own_starts + np.asarray(own_lens) - 1),
+        ids=ids_t,
+        pos=pos_t,
+        layout=SeqLayout(cu_q.int(), cu_k.int(), max(q_lens), max(k_lens)),
+        key_index=keys_t,
+        last=last_t,
         n_prefix_seqs=len(prefix_lens),
         pair_keys_start=sum(prefix_lens),
     )

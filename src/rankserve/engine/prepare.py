@@ -14,7 +14,7 @@ Tokenization is batched (one call for all documents) and runs on whatever thread
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rankserve import prompts
 from rankserve.engine.types import Pair, PreparedRequest, ScoreRequest
@@ -25,6 +25,9 @@ QUERY_SHARE = 0.5
 """An over-long query (with the instruction) may take at most this share of the body budget."""
 
 MIN_BODY_TOKENS = 16
+
+FIRST_SLICE_CHARS = 16_000
+"""With streamed preparation, the first slice of documents (~4k tokens) goes to the GPU once tokenized."""
 
 
 def first_copies(documents: list[str]) -> tuple[list[int], dict[int, int]]:
@@ -101,26 +104,58 @@ class QwenPairBuilder:
             f"the instruction is too long: it must fit in {cap} tokens with max_length={self.max_length}"
         )
 
-    def prepare(self, request: ScoreRequest) -> PreparedRequest:
+    def prepare(self, request: ScoreRequest, on_pairs: Callable[[list[Pair]], None] | None = None) -> PreparedRequest:
+        """Tokenize a request into pairs.
+
+        With ``on_pairs`` the documents are tokenized in growing slices and each slice's pairs are
+        handed over as soon as they exist, so a caller can start the GPU on the first slice while
+        the rest is still being tokenized (the whole request's tokenization is otherwise dead time
+        before the first kernel: ~5 ms for 100 passages on a 16-core host).
+        """
         validate(request)
         header, query_cut = self.header(request.instruction, request.query)
         prefix = tuple(self.system_ids + header)
         budget = self.body_budget - len(header)
         docs = list(request.documents)
         distinct, same_as = first_copies(docs)
-        doc_ids = self.encode([prompts.document_part(docs[i]) for i in distinct])
         prepared = PreparedRequest(request, same_as=same_as)
         truncated: dict[int, bool] = {}
-        for index, ids in zip(distinct, doc_ids):
-            tail = None
-            if len(ids) > budget and request.truncation == "head_tail":
-                tail = len(self.encode([docs[index][-TAIL_CHARS:]])[0])
-            fitted = fit(ids, budget, request.truncation, tail)
-            truncated[index] = fitted.truncated or query_cut
-            for window, win_ids in enumerate(fitted.windows):
-                prepared.pairs.append(Pair(prepared, index, window, prefix, win_ids + self.suffix_ids))
+        parts = growing_slices([len(docs[i]) for i in distinct], FIRST_SLICE_CHARS) if on_pairs else [slice(None)]
+        for part in parts:
+            indices = distinct[part]
+            doc_ids = self.encode([prompts.document_part(docs[i]) for i in indices])
+            new: list[Pair] = []
+            for index, ids in zip(indices, doc_ids):
+                tail = None
+                if len(ids) > budget and request.truncation == "head_tail":
+                    tail = len(self.encode([docs[index][-TAIL_CHARS:]])[0])
+                fitted = fit(ids, budget, request.truncation, tail)
+                truncated[index] = fitted.truncated or query_cut
+                for window, win_ids in enumerate(fitted.windows):
+                    new.append(Pair(prepared, index, window, prefix, win_ids + self.suffix_ids))
+            prepared.pairs.extend(new)
+            if on_pairs:
+                on_pairs(new)
         prepared.truncated = [truncated[same_as.get(i, i)] for i in range(len(docs))]
         return prepared
+
+
+def growing_slices(sizes: Sequence[int], first: int = FIRST_SLICE_CHARS) -> list[slice]:
+    """Cut a list into consecutive slices whose summed sizes are ``first``, then double each time.
+
+    A small first slice gets the GPU started early; doubling keeps the number of slices (and of
+    forward passes) logarithmic in the request's size.
+    """
+    parts: list[slice] = []
+    start, total, target = 0, 0, first
+    for i, size in enumerate(sizes):
+        total += size
+        if total >= target:
+            parts.append(slice(start, i + 1))
+            start, total, target = i + 1, 0, target * 2
+    if start < len(sizes):
+        parts.append(slice(start, len(sizes)))
+    return parts
 
 
 class CrossEncoderPairBuilder:

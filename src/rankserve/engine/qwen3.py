@@ -65,6 +65,13 @@ def decoder_layer(x, w, cos, sin, key_index, layout, scale: float, eps: float, n
     return post_attention(x, o, o_w, ln2, gate_up, down, eps)
 
 
+def _token_dims_dynamic(*tensors: torch.Tensor | None) -> None:
+    """Tell ``torch.compile`` that these first dimensions (token and pair counts) change from call to call."""
+    for t in tensors:
+        if t is not None:
+            torch._dynamo.maybe_mark_dynamic(t, 0)
+
+
 def _fuse(linears: list[nn.Linear]) -> torch.Tensor:
     """Concatenate the weights of several bias-free linears; make each a view into the result."""
     fused = torch.cat([lin.weight.data for lin in linears], dim=0)
@@ -113,10 +120,12 @@ class Qwen3Scorer(nn.Module):
         self.layers = base.layers  # keeps the modules (and so the weights) registered
         self.use_eager()
         if compile:
-            # dynamic=True: one graph serves every batch size, so there is no recompile per request shape
-            self.layer = torch.compile(decoder_layer, dynamic=True)
-            self.pre = torch.compile(pre_attention, dynamic=True)
-            self.post = torch.compile(post_attention, dynamic=True)
+            # Only the token counts vary between calls (forward marks them dynamic); the model's widths stay
+            # static, so the generated kernels know their row sizes and vectorise. ``dynamic=True`` would make
+            # every size symbolic: measured 1.5x slower element-wise kernels on an H200.
+            self.layer = torch.compile(decoder_layer, dynamic=None)
+            self.pre = torch.compile(pre_attention, dynamic=None)
+            self.post = torch.compile(post_attention, dynamic=None)
             self.compiled = True
 
     def use_eager(self) -> None:
@@ -136,6 +145,8 @@ class Qwen3Scorer(nn.Module):
         x = self.embed(batch.ids)
         cos, sin = self._rope(batch.pos, x.dtype)
         layout, last, key_index = batch.layout, batch.last, batch.key_index
+        if self.compiled:
+            _token_dims_dynamic(x, cos, sin, key_index)
         *body, final = self.weights
         for w in body:
             x = self.layer(x, w, cos, sin, key_index, layout, self.scale, self.eps, self.n_q, self.n_kv, self.head_dim)
@@ -147,5 +158,7 @@ class Qwen3Scorer(nn.Module):
         q, x = q[last], x[last]
         k, v = k[batch.pair_keys_start :], v[batch.pair_keys_start :]
         o = attention(q, k, v, batch.last_layer_layout(), self.scale)
+        if self.compiled:
+            _token_dims_dynamic(x, o)
         x = self.post(x, o, o_w, ln2, gate_up, down, self.eps)
         return rms_norm(x, self.norm.weight, self.eps).float() @ self.head

@@ -30,6 +30,8 @@ from rankserve.errors import EngineError, InvalidInputError
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 8192
+STREAM_TOKENS = 4096
+"""With streamed preparation, queue a forward pass once this many tokens of pairs are tokenized."""
 ROBERTA_FAMILY = ("roberta", "xlm-roberta", "camembert")  # positions start after the padding index
 
 
@@ -77,6 +79,8 @@ class Reranker:
         self.max_length = max_length
         self.max_batch_tokens = max_batch_tokens
         self.prefix_reuse = prefix_reuse
+        # Overlap tokenization with the GPU (see score_requests); pointless where the forward pass blocks.
+        self.stream_prepare = device.type == "cuda"
         if self.kind == loader.CROSS_ENCODER:
             self.builder = CrossEncoderPairBuilder(self.tokenizer, max_length)
             self.hf_model = loaded.model
@@ -174,12 +178,18 @@ class Reranker:
     # ---- scoring ---------------------------------------------------------------------------
     def score_pairs(self, pairs: Sequence[Pair]) -> None:
         """Score pairs (from any requests) in place, in micro-batches of ``max_batch_tokens``."""
-        for batch in plan_batches(pairs, self.max_batch_tokens, self.prefix_reuse):
-            self._score_batch(batch)
+        self._collect(self._launch(pairs))
 
-    def _score_batch(self, batch: list[Pair]) -> None:
+    def _launch(self, pairs: Sequence[Pair]) -> list[tuple[list[Pair], torch.Tensor]]:
+        """Queue the forward passes; on a GPU they run while the caller goes on (see :meth:`_collect`)."""
+        launched = []
+        for batch in plan_batches(pairs, self.max_batch_tokens, self.prefix_reuse):
+            launched.extend(self._launch_batch(batch))
+        return launched
+
+    def _launch_batch(self, batch: list[Pair]) -> list[tuple[list[Pair], torch.Tensor]]:
         try:
-            logits = self._forward(batch)
+            return [(batch, self._forward(batch))]
         except torch.OutOfMemoryError as exc:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -189,11 +199,14 @@ class Reranker:
                 ) from exc
             log.warning("out of memory on a %d-pair batch; splitting it in two", len(batch))
             half = len(batch) // 2
-            self._score_batch(batch[:half])
-            self._score_batch(batch[half:])
-            return
-        for pair, value in zip(batch, logits.tolist()):
-            pair.score = value
+            return self._launch_batch(batch[:half]) + self._launch_batch(batch[half:])
+
+    @staticmethod
+    def _collect(launched: list[tuple[list[Pair], torch.Tensor]]) -> None:
+        """Wait for the queued passes and store each pair's score."""
+        for batch, probs in launched:
+            for pair, value in zip(batch, probs.tolist()):
+                pair.score = value
 
     @torch.inference_mode()
     def _forward(self, batch: list[Pair]) -> torch.Tensor:
@@ -225,9 +238,28 @@ class Reranker:
 
     # ---- convenience -------------------------------------------------------------------------
     def score_requests(self, requests: Sequence[ScoreRequest]) -> list[list[DocScore]]:
-        """Score many requests with their pairs sharing micro-batches."""
-        prepared = [self.prepare(r) for r in requests]
-        self.score_pairs([pair for p in prepared for pair in p.pairs])
+        """Score many requests with their pairs sharing micro-batches.
+
+        With :attr:`stream_prepare` (on by default on CUDA) tokenization and the GPU overlap: a
+        micro-batch is queued as soon as ``STREAM_TOKENS`` tokens of pairs are ready, and the GPU
+        works on it while the next documents are tokenized.
+        """
+        if not self.stream_prepare or self.scorer is None:
+            prepared = [self.prepare(r) for r in requests]
+            self.score_pairs([pair for p in prepared for pair in p.pairs])
+            return [p.results() for p in prepared]
+        launched: list[tuple[list[Pair], torch.Tensor]] = []
+        ready: list[Pair] = []
+
+        def on_pairs(pairs: list[Pair]) -> None:
+            ready.extend(pairs)
+            if sum(p.num_tokens for p in ready) >= min(STREAM_TOKENS, self.max_batch_tokens):
+                launched.extend(self._launch(ready))
+                ready.clear()
+
+        prepared = [self.builder.prepare(r, on_pairs=on_pairs) for r in requests]
+        launched.extend(self._launch(ready))
+        self._collect(launched)
         return [p.results() for p in prepared]
 
     def score(
