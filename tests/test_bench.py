@@ -75,3 +75,29 @@ def test_http_mode_against_a_real_server(tiny_qwen_dir, tmp_path):
     assert all(r["errors"] == 0 and r["completed"] > 0 for r in result["open_loop"])
     assert result["saturation"]["completed"] > 0 and result["best_rate_rps"] >= 1.0
     assert "best rate with p95" in proc.stdout
+
+
+def test_fp8_variant_reports_its_rank_correlation(tiny_qwen_dir, tmp_path):
+    out = tmp_path / "fp8.json"
+    proc = bench(
+        "--model", str(tiny_qwen_dir), "--tokenizer", str(tiny_qwen_dir), *DATA_ARGS,
+        "--workloads", "W8", "--variants", "eager,fp8", "--repeat", "1", "--warmup", "0",
+        "--device", "cpu", "--json", str(out),
+    )  # fmt: skip
+    rows = {r["impl"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"rankserve", "rankserve+fp8"}
+    fp8 = rows["rankserve+fp8"]
+    assert 0.5 < fp8["vs_bf16_spearman"] <= 1.0 and 0.0 < fp8["vs_bf16_max_abs"] < 0.5
+    assert "rankserve+fp8 vs full precision: Spearman" in proc.stdout
+
+
+def test_bench_rejects_unknown_variants(tiny_qwen_dir):
+    proc = subprocess.run(
+        [sys.executable, "-m", "rankserve.cli", "bench", "--model", str(tiny_qwen_dir), "--variants", "eager,turbo"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert (
+        proc.returncode != 0
+        and "--variants takes a comma-separated list of eager, compile, fp8" in proc.stderr + proc.stdout
+    )
+    assert "Traceback" not in proc.stderr

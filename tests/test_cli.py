@@ -15,9 +15,7 @@ DOCS = ["使用 top 命令找到占用CPU最高的进程", "Paris is the capital
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "rankserve.cli", *args], capture_output=True, text=True, timeout=300
-    )
+    proc = subprocess.run([sys.executable, "-m", "rankserve.cli", *args], capture_output=True, text=True, timeout=300)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -56,9 +54,7 @@ def test_rerank_table_from_docs_files(tiny_qwen_dir, expected, tmp_path):
 
     jl = tmp_path / "docs.jsonl"
     jl.write_text("\n".join(json.dumps({"text": d}, ensure_ascii=False) for d in DOCS), encoding="utf-8")
-    out = json.loads(
-        run("rerank", "-m", str(tiny_qwen_dir), "-q", QUERY, "--docs-file", str(jl), "--json").stdout
-    )
+    out = json.loads(run("rerank", "-m", str(tiny_qwen_dir), "-q", QUERY, "--docs-file", str(jl), "--json").stdout)
     assert [r["index"] for r in out["results"]] == [r.index for r in expected]
 
 

@@ -298,3 +298,30 @@ def test_streamed_preparation_scores_like_the_whole_request(tiny_qwen_dir):
     assert [r.truncated for r in streamed] == [r.truncated for r in whole] and streamed[-1].truncated
     assert max(r.prompt_tokens for r in streamed[:40]) < 2048
     assert_close(scores(streamed[:40]), OfficialRecipe(tiny_qwen_dir, max_length=2048).scores(QUERIES[0], docs[:40]))
+
+
+def test_fp8_quantization_keeps_the_ranking(tiny_qwen_dir, tiny_reranker):
+    """FP8 weights and activations (scaled per channel / per token) stay close to full precision."""
+    from scipy.stats import spearmanr
+
+    rr = Reranker.from_pretrained(str(tiny_qwen_dir), device="cpu", quantize="fp8")
+    qkv = rr.scorer.weights[0][1]
+    assert isinstance(qkv, tuple) and qkv[0].dtype == torch.float8_e4m3fn
+    assert rr.scorer.layers[0].mlp.down_proj.weight.numel() == 0  # the full-precision copy is freed
+    full, fp8 = scores(tiny_reranker.score(QUERIES[0], DOCS)), scores(rr.score(QUERIES[0], DOCS))
+    # random tiny weights make scores steep (0.0001 to 0.99), so FP8 rounding moves them visibly
+    assert max(abs(a - b) for a, b in zip(full, fp8)) < 0.3
+    assert spearmanr(full, fp8).statistic > 0.9
+    assert full != fp8  # it really ran in FP8
+
+
+@pytest.mark.parametrize(
+    ("fixture", "quantize", "message"),
+    [
+        ("tiny_qwen_dir", "int4", "unknown quantization 'int4'"),
+        ("tiny_bert_dir", "fp8", "Qwen3 rerankers only"),
+    ],
+)
+def test_bad_quantization_is_a_clear_error(request, fixture, quantize, message):
+    with pytest.raises(ModelLoadError, match=message):
+        Reranker.from_pretrained(str(request.getfixturevalue(fixture)), device="cpu", quantize=quantize)

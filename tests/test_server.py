@@ -457,3 +457,21 @@ def test_zz_sigterm_finishes_in_flight_requests(server, engine):
     assert max(abs(a - b) for a, b in zip(r.json()["scores"], want, strict=True)) <= 1e-5
     assert proc.stop() == 0
     assert "Shutting down" in proc.log()
+
+
+def test_fp8_server_serves_the_fp8_engine_scores(tiny_qwen_dir, tmp_path):
+    """--quantize fp8 reaches the engine: the server answers what an FP8 engine computes."""
+    docs = ["GPU scheduling in Kubernetes", "apple pie recipe", "CUDA device plugins for clusters"]
+    engine = Reranker.from_pretrained(str(tiny_qwen_dir), device="cpu", max_length=MAX_LENGTH, quantize="fp8")
+    full = Reranker.from_pretrained(str(tiny_qwen_dir), device="cpu", max_length=MAX_LENGTH)
+    want = [r.score for r in engine.score("gpu kubernetes", docs)]
+    proc = ServerProcess(tiny_qwen_dir, tmp_path / "fp8.log", "--max-length", str(MAX_LENGTH), "--quantize", "fp8")
+    try:
+        proc.wait_ready()
+        r = httpx.post(proc.url + "/rerank", json={"query": "gpu kubernetes", "texts": docs}, timeout=60)
+        assert r.status_code == 200, r.text
+        got = r.json()["scores"]
+        assert max(abs(a - b) for a, b in zip(got, want)) < 1e-5
+        assert max(abs(a - b) for a, b in zip(got, [x.score for x in full.score("gpu kubernetes", docs)])) > 1e-4
+    finally:
+        proc.stop()

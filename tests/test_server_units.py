@@ -226,6 +226,8 @@ def _command(function) -> typer.Typer:
         (["--port", "99999"], "Invalid value for '--port': Input should be less than or equal to 65535"),
         (["--port", "0"], "Invalid value for '--port': Input should be greater than or equal to 1"),
         (["--log-level", "verbose"], "'verbose' is not one of 'debug', 'info', 'warning', 'error'"),
+        (["--quantize", "int4"], "--quantize must be none or fp8, not 'int4'"),
+        (["--compile", "maybe"], "--compile must be auto, on or off, not 'maybe'"),
     ],
 )
 def test_serve_rejects_bad_port_and_log_level(args, fragment):

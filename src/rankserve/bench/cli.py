@@ -25,7 +25,11 @@ def bench(
     check: bool = typer.Option(True, "--check/--no-check", help="Compare scores with the recipe in fp32."),
     repeat: int = typer.Option(10, help="Timed repetitions per workload."),
     warmup: int = typer.Option(2, help="Untimed warm-up runs per workload."),
-    variants: str = typer.Option("eager", help="Engine variants to time: eager, compile (comma-separated)."),
+    variants: str = typer.Option(
+        "eager",
+        help="Engine variants to time, comma-separated: eager, compile, fp8 (compiled, FP8 projections; "
+        "its rank correlation with the full-precision variant timed before it is reported).",
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     dtype: str = typer.Option("auto", help="auto | bfloat16 | float32"),
     http: str = typer.Option(None, help="Benchmark a running server at this URL instead of the engine."),
@@ -84,10 +88,13 @@ def bench(
             report.write_json(json_out, {"meta": meta, "http": result})
         return
 
-    from rankserve.bench.engine_bench import bench_model, check_scores, load_causal_lm
+    from rankserve.bench.engine_bench import VARIANTS, bench_model, check_scores, load_causal_lm
     from rankserve.bench.timing import matmul_tflops
     from rankserve.engine.loader import resolve_device, resolve_dtype
 
+    chosen = tuple(v.strip() for v in variants.split(",") if v.strip())
+    if not chosen or any(v not in VARIANTS for v in chosen):
+        fail(f"--variants takes a comma-separated list of {', '.join(VARIANTS)}, not {variants!r}")
     specs = [(m, None) for m in (model or [])] + [(None, str(r)) for r in (random_weights or [])]
     if not specs:
         fail("give --model M or --random-weights CONFIG (repeatable)")
@@ -118,7 +125,7 @@ def bench(
                 repeat=repeat,
                 warmup=warmup,
                 peak_tflops=peak,
-                variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+                variants=chosen,
                 progress=lambda s: bar.update(task, description=s),
             )
             if check:

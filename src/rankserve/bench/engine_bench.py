@@ -54,6 +54,10 @@ def work_flops(hf_model, tokens: int, lengths: list[int]) -> float:
     return 2.0 * core_params(hf_model) * tokens + attn
 
 
+VARIANTS = ("eager", "compile", "fp8")
+"""Engine variants: plain PyTorch; ``torch.compile``; compiled with FP8 projections (Hopper/Ada)."""
+
+
 def _oom_guard(fn: Callable[[], dict]) -> dict:
     try:
         return fn()
@@ -103,11 +107,27 @@ def bench_model(
         return row
 
     rows = []
+    full_scores: dict[str, list[float]] = {}  # workload -> scores of the last full-precision variant
     for variant in variants:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}: use {', '.join(VARIANTS)}")
         impl = "rankserve" if variant == "eager" else f"rankserve+{variant}"
-        reranker = Reranker.from_model(hf_model, tokenizer, name, max_length=max_length, compile=variant == "compile")
+        reranker = Reranker.from_model(
+            hf_model,
+            tokenizer,
+            name,
+            max_length=max_length,
+            compile=variant != "eager",
+            quantize="fp8" if variant == "fp8" else None,
+        )
         for w in workloads:
             rows.append(measure(impl, w, lambda w=w, r=reranker: r.score(w.query, w.documents, truncation="head")))
+            got = [d.score for d in reranker.score(w.query, w.documents, truncation="head")]
+            if variant == "fp8" and w.name in full_scores:
+                rows[-1]["vs_bf16_spearman"] = _spearman(got, full_scores[w.name])
+                rows[-1]["vs_bf16_max_abs"] = _max_delta(got, full_scores[w.name])
+            elif variant != "fp8":
+                full_scores[w.name] = got
         del reranker
         _free(device)
     if baseline:

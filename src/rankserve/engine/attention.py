@@ -66,6 +66,23 @@ class SeqLayout:
         return self._padded
 
 
+@torch.library.custom_op("rankserve::gather_keys", mutates_args=())
+def gather_keys(k: torch.Tensor, v: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``k[index], v[index]``: every document's keys are its request's prefix keys, then its own.
+
+    An opaque operator on purpose: left visible, ``torch.compile`` fuses the gather into the
+    rotary-embedding kernel and recomputes the rotation for each gathered row, which measured
+    2-4x slower on an H200 than computing it once and then copying rows.
+    """
+    return k.index_select(0, index), v.index_select(0, index)
+
+
+@gather_keys.register_fake
+def _(k: torch.Tensor, v: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    n = index.shape[0]
+    return k.new_empty((n, *k.shape[1:])), v.new_empty((n, *v.shape[1:]))
+
+
 _backend = "auto"
 _GQA_NATIVE = True
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rankserve.engine.attention import attention
+from rankserve.engine.attention import attention, gather_keys
 from rankserve.engine.packing import PackedBatch
 
 
@@ -31,6 +31,26 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return F.rms_norm(x, (x.shape[-1],), weight, eps)
 
 
+FP8_MAX = 448.0  # the largest float8_e4m3fn value
+
+
+def quantize_fp8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output-channel FP8 (e4m3) weights: ``(w8 [out, in], scale [1, out] fp32)``."""
+    scale = w.detach().abs().amax(dim=1).float().clamp(min=1e-12) / FP8_MAX
+    w8 = (w.detach().float() / scale[:, None]).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+    return w8, scale[None, :].contiguous()
+
+
+def linear(x: torch.Tensor, w: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``x @ w.T``; for FP8 weights, each token is scaled to FP8 on the fly (per-row scales, fp32 accumulate)."""
+    if isinstance(w, tuple):
+        w8, w_scale = w
+        x_scale = x.abs().amax(dim=-1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX
+        x8 = (x.float() / x_scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+        return torch._scaled_mm(x8, w8.t(), scale_a=x_scale, scale_b=w_scale, out_dtype=x.dtype)
+    return F.linear(x, w)
+
+
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -39,7 +59,7 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 def pre_attention(x, ln_w, qkv_w, qn_w, kn_w, cos, sin, eps: float, n_q: int, n_kv: int, head_dim: int):
     """Input norm, fused q/k/v projection, q/k norms and rotary embedding."""
     t = x.shape[0]
-    qkv = F.linear(rms_norm(x, ln_w, eps), qkv_w)
+    qkv = linear(rms_norm(x, ln_w, eps), qkv_w)
     q, k, v = qkv.split([n_q * head_dim, n_kv * head_dim, n_kv * head_dim], dim=-1)
     q = rms_norm(q.reshape(t, n_q, head_dim), qn_w, eps)
     k = rms_norm(k.reshape(t, n_kv, head_dim), kn_w, eps)
@@ -50,9 +70,9 @@ def pre_attention(x, ln_w, qkv_w, qn_w, kn_w, cos, sin, eps: float, n_q: int, n_
 
 def post_attention(x, o, o_w, ln_w, gate_up_w, down_w, eps: float):
     """Output projection and residual, then the SwiGLU MLP and residual."""
-    x = x + F.linear(o.reshape(o.shape[0], -1), o_w)
-    gate, up = F.linear(rms_norm(x, ln_w, eps), gate_up_w).chunk(2, dim=-1)
-    return x + F.linear(F.silu(gate) * up, down_w)
+    x = x + linear(o.reshape(o.shape[0], -1), o_w)
+    gate, up = linear(rms_norm(x, ln_w, eps), gate_up_w).chunk(2, dim=-1)
+    return x + linear(F.silu(gate) * up, down_w)
 
 
 def decoder_layer(x, w, cos, sin, key_index, layout, scale: float, eps: float, n_q: int, n_kv: int, head_dim: int):
@@ -60,7 +80,7 @@ def decoder_layer(x, w, cos, sin, key_index, layout, scale: float, eps: float, n
     ln1, qkv, qn, kn, o_w, ln2, gate_up, down = w
     q, k, v = pre_attention(x, ln1, qkv, qn, kn, cos, sin, eps, n_q, n_kv, head_dim)
     if key_index is not None:
-        k, v = k[key_index], v[key_index]
+        k, v = gather_keys(k, v, key_index)
     o = attention(q, k, v, layout, scale)
     return post_attention(x, o, o_w, ln2, gate_up, down, eps)
 
@@ -70,6 +90,12 @@ def _token_dims_dynamic(*tensors: torch.Tensor | None) -> None:
     for t in tensors:
         if t is not None:
             torch._dynamo.maybe_mark_dynamic(t, 0)
+
+
+def _to_fp8(w: tuple) -> tuple:
+    """A layer's weights with its four projection matrices quantized."""
+    ln1, qkv, qn, kn, o_w, ln2, gate_up, down = w
+    return ln1, quantize_fp8(qkv), qn, kn, quantize_fp8(o_w), ln2, quantize_fp8(gate_up), quantize_fp8(down)
 
 
 def _fuse(linears: list[nn.Linear]) -> torch.Tensor:
@@ -86,7 +112,7 @@ def _fuse(linears: list[nn.Linear]) -> torch.Tensor:
 class Qwen3Scorer(nn.Module):
     """``forward(batch) -> [N] float32`` logits ``(yes - no)`` at each pair's last token."""
 
-    def __init__(self, base: nn.Module, head: torch.Tensor, compile: bool = False) -> None:
+    def __init__(self, base: nn.Module, head: torch.Tensor, compile: bool = False, quantize: str | None = None) -> None:
         super().__init__()
         cfg = base.config
         self.embed = base.embed_tokens
@@ -118,6 +144,11 @@ class Qwen3Scorer(nn.Module):
                 )
             )
         self.layers = base.layers  # keeps the modules (and so the weights) registered
+        self.quantize = quantize
+        if quantize == "fp8":
+            self.weights = [_to_fp8(w) for w in self.weights]
+        elif quantize is not None:
+            raise ValueError(f"unknown quantization {quantize!r}: use fp8 or none")
         self.use_eager()
         if compile:
             # Only the token counts vary between calls (forward marks them dynamic); the model's widths stay
@@ -127,6 +158,15 @@ class Qwen3Scorer(nn.Module):
             self.pre = torch.compile(pre_attention, dynamic=None)
             self.post = torch.compile(post_attention, dynamic=None)
             self.compiled = True
+
+    def release_unquantized(self) -> None:
+        """Free the bf16 projection matrices an FP8 scorer no longer reads (only for a model it owns)."""
+        if self.quantize is None:
+            return
+        for layer in self.layers:
+            a, m = layer.self_attn, layer.mlp
+            for lin in (a.q_proj, a.k_proj, a.v_proj, a.o_proj, m.gate_proj, m.up_proj, m.down_proj):
+                lin.weight = nn.Parameter(lin.weight.data.new_empty(0), requires_grad=False)
 
     def use_eager(self) -> None:
         """Run the plain (uncompiled) functions, e.g. after ``torch.compile`` failed on this machine."""
@@ -154,7 +194,7 @@ class Qwen3Scorer(nn.Module):
         ln1, qkv, qn, kn, o_w, ln2, gate_up, down = final
         q, k, v = self.pre(x, ln1, qkv, qn, kn, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
         if key_index is not None:
-            k, v = k[key_index], v[key_index]
+            k, v = gather_keys(k, v, key_index)
         q, x = q[last], x[last]
         k, v = k[batch.pair_keys_start :], v[batch.pair_keys_start :]
         o = attention(q, k, v, batch.last_layer_layout(), self.scale)

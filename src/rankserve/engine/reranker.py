@@ -25,7 +25,7 @@ from rankserve.engine.types import (
     ScoreRequest,
     sort_by_score,
 )
-from rankserve.errors import EngineError, InvalidInputError
+from rankserve.errors import EngineError, InvalidInputError, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,23 @@ def model_limit(loaded: loader.Loaded) -> int:
     return limit
 
 
+QUANTIZATIONS = ("none", "fp8")
+
+
+def check_quantize(quantize: str | None, kind: str, device: torch.device) -> str | None:
+    """``None`` or ``"fp8"``; a clear error where FP8 cannot run."""
+    if quantize in (None, "none", ""):
+        return None
+    if quantize != "fp8":
+        raise ModelLoadError(f"unknown quantization {quantize!r}: use one of {', '.join(QUANTIZATIONS)}")
+    if kind == loader.CROSS_ENCODER:
+        raise ModelLoadError("fp8 quantization supports Qwen3 rerankers only, not encoder cross-encoders")
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
+        name = torch.cuda.get_device_name(device)
+        raise ModelLoadError(f"fp8 needs an NVIDIA GPU of compute capability 8.9+ (Ada, Hopper), not {name}")
+    return quantize
+
+
 def default_batch_tokens(device: torch.device) -> int:
     """A micro-batch big enough to keep a GPU busy; smaller on CPU where padding costs more."""
     return 65536 if device.type == "cuda" else 8192
@@ -69,8 +86,10 @@ class Reranker:
         max_batch_tokens: int,
         prefix_reuse: bool,
         compile: bool = False,
+        quantize: str | None = None,
     ) -> None:
         self.model_name = model_name
+        self.quantize = quantize
         self.kind = loaded.kind
         self.config = loaded.config
         self.tokenizer = loaded.tokenizer
@@ -89,7 +108,7 @@ class Reranker:
         else:
             self.builder = QwenPairBuilder(self.tokenizer, max_length)
             base = loaded.model.model  # drop lm_head / score: only the yes-no direction is kept
-            self.scorer = Qwen3Scorer(base, loaded.head, compile=compile).to(device)
+            self.scorer = Qwen3Scorer(base, loaded.head, compile=compile, quantize=quantize).to(device)
             self.hf_model = None
 
     @classmethod
@@ -102,8 +121,14 @@ class Reranker:
         max_batch_tokens: int | None = None,
         prefix_reuse: bool = True,
         compile: bool | str = "auto",
+        quantize: str | None = None,
     ) -> Reranker:
         """Load a Hugging Face id or local directory (see :mod:`rankserve.engine.loader`).
+
+        ``quantize="fp8"``: FP8 (e4m3) projection weights and activations with per-channel /
+        per-token scales, for Hopper-class GPUs (compute capability 8.9+). Faster matrix products,
+        scores no longer bit-for-bit the recipe's: BENCHMARKS.md gives the speed and the rank
+        correlation. Qwen3 rerankers only.
 
         ``compile``: ``"auto"`` compiles the decoder layers with ``torch.compile`` on CUDA
         (fuses norms, rotary embedding and activations: 1.1-1.6x faster) and runs eagerly
@@ -113,7 +138,9 @@ class Reranker:
         dt = loader.resolve_dtype(dtype, dev)
         use_compile = dev.type == "cuda" if compile == "auto" else compile in (True, "on", "true", "yes", "1")
         loaded = loader.load(str(model), dev, dt)
-        reranker = cls._build(str(model), loaded, max_length, max_batch_tokens, prefix_reuse, use_compile)
+        reranker = cls._build(str(model), loaded, max_length, max_batch_tokens, prefix_reuse, use_compile, quantize)
+        if reranker.scorer is not None:
+            reranker.scorer.release_unquantized()  # the model is ours: drop what FP8 replaced
         if use_compile:
             reranker.warmup()
         return reranker
@@ -128,20 +155,22 @@ class Reranker:
         max_batch_tokens: int | None = None,
         prefix_reuse: bool = True,
         compile: bool = False,
+        quantize: str | None = None,
     ) -> Reranker:
         """Wrap a model already in memory (e.g. random weights of a real architecture, for benchmarks)."""
         loaded = loader.inspect_model(hf_model, tokenizer, name)
-        return cls._build(name, loaded, max_length, max_batch_tokens, prefix_reuse, compile)
+        return cls._build(name, loaded, max_length, max_batch_tokens, prefix_reuse, compile, quantize)
 
     @classmethod
-    def _build(cls, name, loaded, max_length, max_batch_tokens, prefix_reuse, compile=False) -> Reranker:
+    def _build(cls, name, loaded, max_length, max_batch_tokens, prefix_reuse, compile=False, quantize=None) -> Reranker:
         param = next(loaded.model.parameters())
         dev, dt = param.device, param.dtype
         if int(max_length) < 1:
             raise InvalidInputError(f"max_length must be positive, got {max_length}")
+        quantize = check_quantize(quantize, loaded.kind, dev)
         max_length = min(int(max_length), model_limit(loaded))
         budget = int(max_batch_tokens or default_batch_tokens(dev))
-        reranker = cls(name, loaded, dev, dt, max_length, budget, prefix_reuse, compile)
+        reranker = cls(name, loaded, dev, dt, max_length, budget, prefix_reuse, compile, quantize)
         log.info(
             "loaded %s (%s) on %s, %s, max_length=%d",
             name,

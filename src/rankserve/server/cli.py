@@ -60,6 +60,9 @@ def serve(
     metrics_public: bool = typer.Option(False, help="Serve /metrics without the API key."),
     ui: bool = typer.Option(True, help="Mount the web UI at /ui when it is installed."),
     compile: str = typer.Option("auto", help="torch.compile the model at load: auto (on for CUDA GPUs), on or off."),
+    quantize: str = typer.Option(
+        "none", help="none, or fp8: FP8 matrix products on Hopper/Ada GPUs (faster; scores shift slightly)."
+    ),
 ) -> None:
     """Serve the reranking HTTP API (simple, Jina/Cohere and vLLM formats)."""
     from rankserve.server.logsetup import setup_logging
@@ -84,9 +87,12 @@ def serve(
         log_file=log_file,
         log_level=log_level.value,
         compile=compile,
+        quantize=quantize,
     )
     if compile not in ("auto", "on", "off"):
         _fail(f"--compile must be auto, on or off, not {compile!r}", 2)
+    if quantize not in ("none", "fp8"):
+        _fail(f"--quantize must be none or fp8, not {quantize!r}", 2)
     setup_logging(log_level.value, log_file)
     try:
         load_presets(presets)

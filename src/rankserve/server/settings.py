@@ -37,6 +37,7 @@ class ServerSettings:
     log_level: str = "info"
     prefix_reuse: bool = True
     compile: str = "auto"  # auto (CUDA only) | on | off: torch.compile the model's layers at load
+    quantize: str = "none"  # none | fp8: FP8 projections (Hopper/Ada GPUs)
 
     @property
     def model_name(self) -> str:

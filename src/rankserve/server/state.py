@@ -108,6 +108,7 @@ class AppState:
                 max_length=s.max_length,
                 prefix_reuse=s.prefix_reuse,
                 compile=s.compile,
+                quantize=s.quantize,
             )
             if s.max_batch_tokens:
                 kwargs["max_batch_tokens"] = s.max_batch_tokens
