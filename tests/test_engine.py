@@ -283,17 +283,26 @@ def test_growing_slices_cover_everything_in_order():
     assert [sum(big_first[p]) for p in growing_slices(big_first, first=30)] == [500, 1]
 
 
-def test_streamed_preparation_scores_like_the_whole_request(tiny_qwen_dir):
+def test_streamed_preparation_scores_like_the_whole_request(tiny_qwen_dir, monkeypatch):
     """On GPUs, tokenization streams into several forward passes; scores must not notice."""
+    from rankserve.engine import prepare, reranker
+
+    monkeypatch.setattr(prepare, "FIRST_SLICE_CHARS", 16_000)
+    monkeypatch.setattr(reranker, "STREAM_TOKENS", 2048)
     rr = Reranker.from_pretrained(str(tiny_qwen_dir), device="cpu", max_length=2048)
     docs = [f"{i}: " + " ".join(DOCS[i % 13 :] + DOCS[:12])[:1500] for i in range(40)]  # 60k characters
     docs += [docs[3], "x " * 5000]  # a duplicate and one that must be truncated
     whole = rr.score(QUERIES[0], docs, truncation="head")
-    passes = []
+    passes, events = [], []
     rr.scorer.register_forward_hook(lambda module, args, out: passes.append(int(args[0].last.numel())))
+    rr.scorer.register_forward_hook(lambda module, args, out: events.append("forward"))
+    encode = rr.builder.encode
+    monkeypatch.setattr(rr.builder, "encode", lambda texts: events.append("tokenize") or encode(texts))
     rr.stream_prepare = True
     streamed = rr.score(QUERIES[0], docs, truncation="head")
     assert len(passes) >= 3 and sum(passes) == len(docs) - 1  # several passes; the duplicate scored once
+    # the first pass is queued before the last documents are tokenized
+    assert events.index("forward") < max(i for i, e in enumerate(events) if e == "tokenize")
     assert_close(scores(streamed), scores(whole))
     assert [r.truncated for r in streamed] == [r.truncated for r in whole] and streamed[-1].truncated
     assert max(r.prompt_tokens for r in streamed[:40]) < 2048

@@ -6,34 +6,17 @@ sequences: a document's queries attend to its request's cached prefix plus its o
 tokens, so the causal mask is aligned bottom-right (query ``i`` of a sequence with
 ``Lk - Lq`` cached keys sees keys ``0 .. Lk - Lq + i``).
 
-On CUDA with fp16/bf16 we call PyTorch's variable-length flash attention; everywhere else
-(CPU, fp32) we scatter into a padded batch and use SDPA with an explicit mask.
+On CUDA with fp16/bf16 we call PyTorch's variable-length flash attention kernel directly
+(``aten._flash_attention_forward``: grouped-query heads natively, no Python wrapper per call);
+everywhere else (CPU, fp32) we scatter into a padded batch and use SDPA with an explicit mask.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-_varlen_attn = None
-_VARLEN_PARAMS: set[str] = set()
-
-
-def _load_varlen() -> bool:
-    """Import varlen flash attention on first CUDA use: it pulls in torch._dynamo (seconds of import)."""
-    global _varlen_attn, _VARLEN_PARAMS
-    if _varlen_attn is None:
-        try:  # torch >= 2.10
-            from torch.nn.attention.varlen import varlen_attn
-        except ImportError:  # pragma: no cover - older torch
-            _varlen_attn = False
-        else:
-            _varlen_attn = varlen_attn
-            _VARLEN_PARAMS = set(inspect.signature(varlen_attn).parameters)
-    return bool(_varlen_attn)
 
 
 @dataclass
@@ -66,25 +49,7 @@ class SeqLayout:
         return self._padded
 
 
-@torch.library.custom_op("rankserve::gather_keys", mutates_args=())
-def gather_keys(k: torch.Tensor, v: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``k[index], v[index]``: every document's keys are its request's prefix keys, then its own.
-
-    An opaque operator on purpose: left visible, ``torch.compile`` fuses the gather into the
-    rotary-embedding kernel and recomputes the rotation for each gathered row, which measured
-    2-4x slower on an H200 than computing it once and then copying rows.
-    """
-    return k.index_select(0, index), v.index_select(0, index)
-
-
-@gather_keys.register_fake
-def _(k: torch.Tensor, v: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    n = index.shape[0]
-    return k.new_empty((n, *k.shape[1:])), v.new_empty((n, *v.shape[1:]))
-
-
 _backend = "auto"
-_GQA_NATIVE = True
 
 
 def set_backend(name: str) -> None:
@@ -99,7 +64,7 @@ def set_backend(name: str) -> None:
 
 
 def varlen_available(t: torch.Tensor) -> bool:
-    return t.is_cuda and t.dtype in (torch.float16, torch.bfloat16) and _load_varlen()
+    return t.is_cuda and t.dtype in (torch.float16, torch.bfloat16) and t.shape[-1] <= 256
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: SeqLayout, scale: float) -> torch.Tensor:
@@ -110,18 +75,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: SeqLayo
 
 
 def _varlen(q, k, v, layout: SeqLayout, scale: float) -> torch.Tensor:
-    kwargs: dict = {"scale": scale}
-    if "window_size" in _VARLEN_PARAMS:
-        kwargs["window_size"] = (-1, 0)
-    else:
-        kwargs["is_causal"] = True
-    if q.shape[1] != k.shape[1]:
-        if "enable_gqa" in _VARLEN_PARAMS:
-            kwargs["enable_gqa"] = True
-        elif not _GQA_NATIVE:
-            rep = q.shape[1] // k.shape[1]
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-    return _varlen_attn(q, k, v, layout.cu_q, layout.cu_k, layout.max_q, layout.max_k, **kwargs)
+    # FlashAttention-2 aligns the causal mask bottom-right when keys outnumber queries, as we need;
+    # a kernel call, not torch.nn.attention.varlen's custom op, whose Python dispatch cost ~50 us a layer.
+    out = torch.ops.aten._flash_attention_forward(
+        q, k, v, layout.cu_q, layout.cu_k, layout.max_q, layout.max_k, 0.0, True, False, scale=scale
+    )
+    return out[0]
 
 
 def _padded_sdpa(q, k, v, layout: SeqLayout, scale: float) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rankserve.engine.attention import attention, gather_keys
+from rankserve.engine.attention import attention
 from rankserve.engine.packing import PackedBatch
 
 
@@ -80,7 +80,7 @@ def decoder_layer(x, w, cos, sin, key_index, layout, scale: float, eps: float, n
     ln1, qkv, qn, kn, o_w, ln2, gate_up, down = w
     q, k, v = pre_attention(x, ln1, qkv, qn, kn, cos, sin, eps, n_q, n_kv, head_dim)
     if key_index is not None:
-        k, v = gather_keys(k, v, key_index)
+        k, v = k[key_index], v[key_index]
     o = attention(q, k, v, layout, scale)
     return post_attention(x, o, o_w, ln2, gate_up, down, eps)
 
@@ -194,7 +194,7 @@ class Qwen3Scorer(nn.Module):
         ln1, qkv, qn, kn, o_w, ln2, gate_up, down = final
         q, k, v = self.pre(x, ln1, qkv, qn, kn, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
         if key_index is not None:
-            k, v = gather_keys(k, v, key_index)
+            k, v = k[key_index], v[key_index]
         q, x = q[last], x[last]
         k, v = k[batch.pair_keys_start :], v[batch.pair_keys_start :]
         o = attention(q, k, v, batch.last_layer_layout(), self.scale)

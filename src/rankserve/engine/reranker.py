@@ -30,7 +30,7 @@ from rankserve.errors import EngineError, InvalidInputError, ModelLoadError
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 8192
-STREAM_TOKENS = 4096
+STREAM_TOKENS = 12288
 """With streamed preparation, queue a forward pass once this many tokens of pairs are tokenized."""
 ROBERTA_FAMILY = ("roberta", "xlm-roberta", "camembert")  # positions start after the padding index
 
