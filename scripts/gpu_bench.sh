@@ -15,4 +15,4 @@ for size in ${MODELS:-0.6b 4b 8b}; do
 done
 PYTHONUNBUFFERED=1 python3 -m rankserve.bench $models --tokenizer "$S/qwen3-tokenizer" \
   --data "$S/data/trec-dl19-subset" --baseline --workloads "$what" ${BENCH_ARGS:-} \
-  --json "$out/bench-$what.json" --png "$out/bench-$what.png"
+  --json "$out/bench-${what//,/-}.json" --png "$out/bench-${what//,/-}.png"
