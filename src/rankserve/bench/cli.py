@@ -26,9 +26,10 @@ def bench(
     repeat: int = typer.Option(10, help="Timed repetitions per workload."),
     warmup: int = typer.Option(2, help="Untimed warm-up runs per workload."),
     variants: str = typer.Option(
-        "eager",
+        "auto",
         help="Engine variants to time, comma-separated: eager, compile, fp8 (compiled, FP8 projections; "
-        "its rank correlation with the full-precision variant timed before it is reported).",
+        "its rank correlation with the full-precision variant timed before it is reported). "
+        "auto: what `rankserve serve` runs (compile on CUDA, eager elsewhere).",
     ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     dtype: str = typer.Option("auto", help="auto | bfloat16 | float32"),
@@ -93,12 +94,14 @@ def bench(
     from rankserve.engine.loader import resolve_device, resolve_dtype
 
     chosen = tuple(v.strip() for v in variants.split(",") if v.strip())
-    if not chosen or any(v not in VARIANTS for v in chosen):
+    if variants != "auto" and (not chosen or any(v not in VARIANTS for v in chosen)):
         fail(f"--variants takes a comma-separated list of {', '.join(VARIANTS)}, not {variants!r}")
     specs = [(m, None) for m in (model or [])] + [(None, str(r)) for r in (random_weights or [])]
     if not specs:
         fail("give --model M or --random-weights CONFIG (repeatable)")
     dev = resolve_device(device)
+    if variants == "auto":
+        chosen = ("compile",) if dev.type == "cuda" else ("eager",)
     dt = resolve_dtype(dtype, dev)
     peak = matmul_tflops(dev)
     meta["peak_matmul_tflops"] = peak
