@@ -197,9 +197,17 @@ def test_scores_are_finite_probabilities(tiny_reranker):
 
 def test_compiled_engine_matches_eager(tiny_qwen_dir, tiny_reranker):
     """compile=True (torch.compile of each decoder layer) changes speed, not scores."""
+    import torch._dynamo.utils
+
     compiled = Reranker.from_pretrained(str(tiny_qwen_dir), device="cpu", compile=True)
     assert compiled.scorer.compiled and compiled.scorer.layer is not qwen3.decoder_layer
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     assert_close(scores(compiled.score(QUERIES[0], DOCS[:6])), scores(tiny_reranker.score(QUERIES[0], DOCS[:6])))
+    # the warm-up compiled every shape: other requests (one pair, long documents, mixed queries) add no graph
+    compiled.score(QUERIES[1], [DOCS[13] * 3])
+    compiled.score("q", DOCS[:1])
+    compiled.score_requests([ScoreRequest(QUERIES[2], DOCS[:3]), ScoreRequest(QUERIES[3], DOCS[5:9])])
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
 
 
 def test_failed_compilation_falls_back_to_eager(tiny_qwen_dir, tiny_reranker):

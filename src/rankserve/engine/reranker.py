@@ -51,6 +51,14 @@ def model_limit(loaded: loader.Loaded) -> int:
     return limit
 
 
+WARMUP_REQUESTS = (
+    ("warm up", ["a short document", "another document, a little longer than the first"]),
+    ("a longer query, so that the prefix length changes between warm-up requests", ["one document " * 40]),
+    ("q", ["x", "y z", "a third document"]),
+    ("warm up", ["one document"]),
+)
+"""Tiny requests that compile every graph shape real traffic needs (see :meth:`Reranker.warmup`)."""
+
 QUANTIZATIONS = ("none", "fp8")
 
 
@@ -184,14 +192,16 @@ class Reranker:
     def warmup(self) -> None:
         """Score a few tiny requests so compilation happens now, not on a user's first request.
 
-        Batches of one pair and of several compile separately (a size of 1 is specialised),
-        so both are run. If ``torch.compile`` fails here, fall back to eager mode.
+        ``torch.compile`` first specialises on every size it sees and makes a size symbolic once
+        it changes, so the warm-up requests vary everything that varies in real traffic: the
+        number of pairs (one pair is specialised apart), the query's length and which is longer,
+        the query or the longest document. If ``torch.compile`` fails here, fall back to eager mode.
         """
         if self.scorer is None:
             return
         try:
-            self.score("warm up", ["a short document", "another document, a little longer than the first"])
-            self.score("warm up", ["one document"])
+            for query, docs in WARMUP_REQUESTS:
+                self.score(query, docs)
         except Exception as exc:  # compilers can fail on unusual setups; eager always works
             if not self.scorer.compiled:
                 raise
