@@ -123,10 +123,12 @@ def test_rerank_sorts_and_cuts(tiny_reranker):
     assert all(0.0 <= r.score <= 1.0 and r.prompt_tokens > 0 for r in ranked)
 
 
-def test_out_of_memory_splits_the_batch(tiny_qwen_dir, monkeypatch):
+@pytest.mark.parametrize("streamed", [False, True])
+def test_out_of_memory_splits_the_batch(tiny_qwen_dir, monkeypatch, streamed):
     """A batch that runs out of memory is split and retried; results are unchanged."""
     rr = Reranker.from_pretrained(str(tiny_qwen_dir), device="cpu")
     want = scores(rr.score(QUERIES[0], DOCS))
+    rr.stream_prepare = streamed
     real_forward = rr.scorer.forward
     sizes = []
 
@@ -342,3 +344,18 @@ def test_fp8_quantization_keeps_the_ranking(tiny_qwen_dir, tiny_reranker):
 def test_bad_quantization_is_a_clear_error(request, fixture, quantize, message):
     with pytest.raises(ModelLoadError, match=message):
         Reranker.from_pretrained(str(request.getfixturevalue(fixture)), device="cpu", quantize=quantize)
+
+
+def test_a_bad_request_among_many_is_rejected_before_any_scoring(tiny_reranker, monkeypatch):
+    passes = []
+    handle = tiny_reranker.scorer.register_forward_hook(lambda *args: passes.append(1))
+    from rankserve.engine import reranker
+
+    monkeypatch.setattr(tiny_reranker, "stream_prepare", True)
+    monkeypatch.setattr(reranker, "STREAM_TOKENS", 1)  # queue a pass as soon as any pair is ready
+    try:
+        with pytest.raises(InvalidInputError, match="document 1 is empty"):
+            tiny_reranker.score_requests([ScoreRequest(QUERIES[0], DOCS), ScoreRequest(QUERIES[1], ["a", " "])])
+    finally:
+        handle.remove()
+    assert passes == []

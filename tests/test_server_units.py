@@ -230,7 +230,7 @@ def _command(function) -> typer.Typer:
         (["--compile", "maybe"], "--compile must be auto, on or off, not 'maybe'"),
     ],
 )
-def test_serve_rejects_bad_port_and_log_level(args, fragment):
+def test_serve_rejects_bad_options(args, fragment):
     """Usage errors (exit 2) before anything starts: no port 99999 & 0xFFFF, no traceback."""
     result = CliRunner().invoke(_command(serve), ["--model", "unused", *args])
     assert result.exit_code == 2, result.output

@@ -95,7 +95,7 @@ def bench(
 
     chosen = tuple(v.strip() for v in variants.split(",") if v.strip())
     if variants != "auto" and (not chosen or any(v not in VARIANTS for v in chosen)):
-        fail(f"--variants takes a comma-separated list of {', '.join(VARIANTS)}, not {variants!r}")
+        fail(f"--variants takes a comma-separated list of {', '.join(VARIANTS)} (or auto alone), not {variants!r}")
     specs = [(m, None) for m in (model or [])] + [(None, str(r)) for r in (random_weights or [])]
     if not specs:
         fail("give --model M or --random-weights CONFIG (repeatable)")

@@ -108,6 +108,9 @@ def bench_model(
 
     rows = []
     full_scores: dict[str, list[float]] = {}  # workload -> scores of the last full-precision variant
+    compare = "fp8" in variants
+    if compare and not set(variants) & {"eager", "compile"}:
+        log.warning("--variants fp8 alone: add eager or compile before it to get its rank correlation")
     for variant in variants:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}: use {', '.join(VARIANTS)}")
@@ -117,17 +120,20 @@ def bench_model(
             tokenizer,
             name,
             max_length=max_length,
-            compile=variant != "eager",
+            # fp8 compiles where serving compiles (CUDA); on a CPU it measures the FP8 maths alone
+            compile=variant == "compile" or (variant == "fp8" and device.type == "cuda"),
             quantize="fp8" if variant == "fp8" else None,
         )
         for w in workloads:
             rows.append(measure(impl, w, lambda w=w, r=reranker: r.score(w.query, w.documents, truncation="head")))
+            if not compare:
+                continue
             got = [d.score for d in reranker.score(w.query, w.documents, truncation="head")]
-            if variant == "fp8" and w.name in full_scores:
-                rows[-1]["vs_bf16_spearman"] = _spearman(got, full_scores[w.name])
-                rows[-1]["vs_bf16_max_abs"] = _max_delta(got, full_scores[w.name])
-            elif variant != "fp8":
+            if variant != "fp8":
                 full_scores[w.name] = got
+            elif w.name in full_scores:
+                rows[-1]["vs_full_spearman"] = _spearman(got, full_scores[w.name])
+                rows[-1]["vs_full_max_abs"] = _max_delta(got, full_scores[w.name])
         del reranker
         _free(device)
     if baseline:

@@ -102,10 +102,10 @@ def write_png(path: str | Path, rows: list[dict], title: str) -> None:
 def print_all(console: Console, rows: list[dict], checks: list[dict], title: str) -> None:
     console.print(table(rows, title))
     for r in rows:
-        if "vs_bf16_spearman" in r:
+        if "vs_full_spearman" in r:
             console.print(
                 f"[bold]{r['model']} {r['workload']}[/] {r['impl']} vs full precision: Spearman "
-                f"{r['vs_bf16_spearman']:.4f}, max|Δscore| {r['vs_bf16_max_abs']:.2e}"
+                f"{r['vs_full_spearman']:.4f}, max|Δscore| {r['vs_full_max_abs']:.2e}"
             )
     for c in checks:
         console.print(

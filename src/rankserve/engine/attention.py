@@ -13,6 +13,7 @@ everywhere else (CPU, fp32) we scatter into a padded batch and use SDPA with an 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -63,8 +64,14 @@ def set_backend(name: str) -> None:
     _backend = name
 
 
+@functools.cache
+def _flash_capable(device: torch.device) -> bool:
+    """PyTorch's flash kernels need an Ampere or newer GPU (compute capability 8.0+)."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def varlen_available(t: torch.Tensor) -> bool:
-    return t.is_cuda and t.dtype in (torch.float16, torch.bfloat16) and t.shape[-1] <= 256
+    return t.is_cuda and t.dtype in (torch.float16, torch.bfloat16) and t.shape[-1] <= 256 and _flash_capable(t.device)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: SeqLayout, scale: float) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 
 from rankserve.engine import loader
 from rankserve.engine.packing import pack, plan_batches
-from rankserve.engine.prepare import CrossEncoderPairBuilder, QwenPairBuilder
+from rankserve.engine.prepare import CrossEncoderPairBuilder, QwenPairBuilder, validate
 from rankserve.engine.qwen3 import Qwen3Scorer
 from rankserve.engine.types import (
     DEFAULT_TRUNCATION,
@@ -62,17 +62,24 @@ WARMUP_REQUESTS = (
 QUANTIZATIONS = ("none", "fp8")
 
 
-def check_quantize(quantize: str | None, kind: str, device: torch.device) -> str | None:
-    """``None`` or ``"fp8"``; a clear error where FP8 cannot run."""
+def check_quantize(quantize: str | None, kind: str, device: torch.device, dtype: torch.dtype) -> str | None:
+    """``None`` or ``"fp8"``; a clear error where FP8 cannot run.
+
+    On CUDA, FP8 needs an Ada/Hopper GPU and a bf16 model (the per-row scaled FP8 product returns
+    bf16 only). The CPU also runs it, slowly, which is what the tests use.
+    """
     if quantize in (None, "none", ""):
         return None
     if quantize != "fp8":
         raise ModelLoadError(f"unknown quantization {quantize!r}: use one of {', '.join(QUANTIZATIONS)}")
     if kind == loader.CROSS_ENCODER:
         raise ModelLoadError("fp8 quantization supports Qwen3 rerankers only, not encoder cross-encoders")
-    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
-        name = torch.cuda.get_device_name(device)
-        raise ModelLoadError(f"fp8 needs an NVIDIA GPU of compute capability 8.9+ (Ada, Hopper), not {name}")
+    if device.type == "cuda":
+        if torch.cuda.get_device_capability(device) < (8, 9):
+            name = torch.cuda.get_device_name(device)
+            raise ModelLoadError(f"fp8 needs an NVIDIA GPU of compute capability 8.9+ (Ada, Hopper), not {name}")
+        if dtype != torch.bfloat16:
+            raise ModelLoadError(f"fp8 on a GPU needs --dtype bfloat16 (the default there), not {dtype}")
     return quantize
 
 
@@ -145,6 +152,7 @@ class Reranker:
         dev = loader.resolve_device(device)
         dt = loader.resolve_dtype(dtype, dev)
         use_compile = dev.type == "cuda" if compile == "auto" else compile in (True, "on", "true", "yes", "1")
+        check_quantize(quantize, loader.QWEN_CAUSAL, dev, dt)  # before a possibly long download
         loaded = loader.load(str(model), dev, dt)
         reranker = cls._build(str(model), loaded, max_length, max_batch_tokens, prefix_reuse, use_compile, quantize)
         if reranker.scorer is not None:
@@ -175,16 +183,17 @@ class Reranker:
         dev, dt = param.device, param.dtype
         if int(max_length) < 1:
             raise InvalidInputError(f"max_length must be positive, got {max_length}")
-        quantize = check_quantize(quantize, loaded.kind, dev)
+        quantize = check_quantize(quantize, loaded.kind, dev, dt)
         max_length = min(int(max_length), model_limit(loaded))
         budget = int(max_batch_tokens or default_batch_tokens(dev))
         reranker = cls(name, loaded, dev, dt, max_length, budget, prefix_reuse, compile, quantize)
         log.info(
-            "loaded %s (%s) on %s, %s, max_length=%d",
+            "loaded %s (%s) on %s, %s%s, max_length=%d",
             name,
             loaded.kind,
             dev,
             str(dt).removeprefix("torch."),
+            ", fp8 projections" if reranker.quantize else "",
             max_length,
         )
         return reranker
@@ -296,6 +305,8 @@ class Reranker:
                 launched.extend(self._launch(ready))
                 ready.clear()
 
+        for r in requests:  # reject a bad request before any forward pass is queued
+            validate(r)
         prepared = [self.builder.prepare(r, on_pairs=on_pairs) for r in requests]
         launched.extend(self._launch(ready))
         self._collect(launched)

@@ -61,7 +61,7 @@ def serve(
     ui: bool = typer.Option(True, help="Mount the web UI at /ui when it is installed."),
     compile: str = typer.Option("auto", help="torch.compile the model at load: auto (on for CUDA GPUs), on or off."),
     quantize: str = typer.Option(
-        "none", help="none, or fp8: FP8 matrix products on Hopper/Ada GPUs (faster; scores shift slightly)."
+        "none", help="none, or fp8: FP8 matrix products on Hopper/Ada GPUs with bf16 (faster; scores shift slightly)."
     ),
 ) -> None:
     """Serve the reranking HTTP API (simple, Jina/Cohere and vLLM formats)."""
