@@ -13,7 +13,6 @@ everywhere else (CPU, fp32) we scatter into a padded batch and use SDPA with an 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -64,14 +63,21 @@ def set_backend(name: str) -> None:
     _backend = name
 
 
-@functools.cache
-def _flash_capable(device: torch.device) -> bool:
-    """PyTorch's flash kernels need an Ampere or newer GPU (compute capability 8.0+)."""
-    return torch.cuda.get_device_capability(device) >= (8, 0)
+_no_flash: set[torch.device] = set()
+
+
+def check_device(device: torch.device) -> None:
+    """Remember a GPU older than Ampere: PyTorch's flash kernels do not run there (padded SDPA does).
+
+    Called once when a model is placed, outside any compiled code.
+    """
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        _no_flash.add(torch.device("cuda", index))
 
 
 def varlen_available(t: torch.Tensor) -> bool:
-    return t.is_cuda and t.dtype in (torch.float16, torch.bfloat16) and t.shape[-1] <= 256 and _flash_capable(t.device)
+    return t.is_cuda and t.dtype in (torch.float16, torch.bfloat16) and t.shape[-1] <= 256 and t.device not in _no_flash
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: SeqLayout, scale: float) -> torch.Tensor:

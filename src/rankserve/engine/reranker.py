@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from rankserve.engine import loader
+from rankserve.engine import attention, loader
 from rankserve.engine.packing import pack, plan_batches
 from rankserve.engine.prepare import CrossEncoderPairBuilder, QwenPairBuilder, validate
 from rankserve.engine.qwen3 import Qwen3Scorer
@@ -124,6 +124,7 @@ class Reranker:
             self.builder = QwenPairBuilder(self.tokenizer, max_length)
             base = loaded.model.model  # drop lm_head / score: only the yes-no direction is kept
             self.scorer = Qwen3Scorer(base, loaded.head, compile=compile, quantize=quantize).to(device)
+            attention.check_device(device)
             self.hf_model = None
 
     @classmethod
