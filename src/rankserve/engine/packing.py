@@ -75,9 +75,12 @@ def _cu(lengths: list[int]) -> np.ndarray:
 
 
 def _ranges(starts, lengths) -> np.ndarray:
-    if len(lengths) == 0:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`` without a Python loop."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if lengths.size == 0:
         return np.zeros(0, dtype=np.int64)
-    return np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths)])
+    first = np.cumsum(lengths) - lengths  # where each range begins in the output
+    return np.repeat(np.asarray(starts, dtype=np.int64) - first, lengths) + np.arange(int(lengths.sum()))
 
 
 _upload_streams: dict[torch.device, torch.cuda.Stream] = {}
@@ -125,13 +128,9 @@ def pack(pairs: Sequence[Pair], device: torch.device, reuse_prefix: bool = True)
     pair_prefix_starts = [starts[p.prefix] for p in pairs]
     pair_prefix_lens = [len(p.prefix) for p in pairs]
     # Keys: each prefix sees itself; each pair sees its prefix, then itself.
-    key_index = np.concatenate(
-        [_ranges(list(starts.values()), prefix_lens)]
-        + [
-            np.concatenate([np.arange(ps, ps + pl), np.arange(os_, os_ + ol)])
-            for ps, pl, os_, ol in zip(pair_prefix_starts, pair_prefix_lens, own_starts, own_lens)
-        ]
-    )
+    key_starts = np.stack([pair_prefix_starts, own_starts], axis=1).ravel()  # prefix, own, prefix, own, ...
+    key_lens = np.stack([pair_prefix_lens, own_lens], axis=1).ravel()
+    key_index = np.concatenate([_ranges(list(starts.values()), prefix_lens), _ranges(key_starts, key_lens)])
     q_lens = prefix_lens + own_lens
     k_lens = prefix_lens + [pl + ol for pl, ol in zip(pair_prefix_lens, own_lens)]
     ids = np.concatenate([np.asarray(p, dtype=np.int64) for p in starts] + [np.asarray(p.tokens) for p in pairs])
