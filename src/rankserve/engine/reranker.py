@@ -80,6 +80,12 @@ def check_quantize(quantize: str | None, kind: str, device: torch.device, dtype:
             raise ModelLoadError(f"fp8 needs an NVIDIA GPU of compute capability 8.9+ (Ada, Hopper), not {name}")
         if dtype != torch.bfloat16:
             raise ModelLoadError(f"fp8 on a GPU needs --dtype bfloat16 (the default there), not {dtype}")
+    try:  # older torch builds lack per-row scaled FP8 products: find out now, not at the first request
+        ones = torch.ones(16, 16, device=device).to(torch.float8_e4m3fn)
+        scale = torch.ones(16, 1, device=device)
+        torch._scaled_mm(ones, ones.t(), scale_a=scale, scale_b=scale.t(), out_dtype=dtype)
+    except Exception as exc:
+        raise ModelLoadError(f"fp8 does not run with torch {torch.__version__} on {device}: {exc}") from exc
     return quantize
 
 
