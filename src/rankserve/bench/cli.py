@@ -89,19 +89,18 @@ def bench(
             report.write_json(json_out, {"meta": meta, "http": result})
         return
 
-    from rankserve.bench.engine_bench import VARIANTS, bench_model, check_scores, load_causal_lm
+    from rankserve.bench.engine_bench import bench_model, check_scores, load_causal_lm, parse_variants
     from rankserve.bench.timing import matmul_tflops
     from rankserve.engine.loader import resolve_device, resolve_dtype
 
-    chosen = tuple(v.strip() for v in variants.split(",") if v.strip())
-    if variants != "auto" and (not chosen or any(v not in VARIANTS for v in chosen)):
-        fail(f"--variants takes a comma-separated list of {', '.join(VARIANTS)} (or auto alone), not {variants!r}")
     specs = [(m, None) for m in (model or [])] + [(None, str(r)) for r in (random_weights or [])]
     if not specs:
         fail("give --model M or --random-weights CONFIG (repeatable)")
     dev = resolve_device(device)
-    if variants == "auto":
-        chosen = ("compile",) if dev.type == "cuda" else ("eager",)
+    try:
+        chosen = parse_variants(variants, dev)
+    except ValueError as exc:
+        fail(str(exc))
     dt = resolve_dtype(dtype, dev)
     peak = matmul_tflops(dev)
     meta["peak_matmul_tflops"] = peak

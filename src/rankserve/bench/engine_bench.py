@@ -58,6 +58,18 @@ VARIANTS = ("eager", "compile", "fp8")
 """Engine variants: plain PyTorch; ``torch.compile``; compiled with FP8 projections (Hopper/Ada)."""
 
 
+def parse_variants(spec: str, device: torch.device) -> tuple[str, ...]:
+    """``--variants``: a comma-separated list of :data:`VARIANTS`, or ``auto`` (what serving runs there)."""
+    if spec == "auto":
+        return ("compile",) if device.type == "cuda" else ("eager",)
+    chosen = tuple(v.strip() for v in spec.split(",") if v.strip())
+    if not chosen or any(v not in VARIANTS for v in chosen):
+        raise ValueError(
+            f"--variants takes a comma-separated list of {', '.join(VARIANTS)} (or auto alone), not {spec!r}"
+        )
+    return chosen
+
+
 def _oom_guard(fn: Callable[[], dict]) -> dict:
     try:
         return fn()
@@ -111,9 +123,7 @@ def bench_model(
     compare = "fp8" in variants
     if compare and not set(variants) & {"eager", "compile"}:
         log.warning("--variants fp8 alone: add eager or compile before it to get its rank correlation")
-    for variant in variants:
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}: use {', '.join(VARIANTS)}")
+    for variant in variants:  # checked by parse_variants
         impl = "rankserve" if variant == "eager" else f"rankserve+{variant}"
         reranker = Reranker.from_model(
             hf_model,

@@ -8,11 +8,13 @@ length-sorted micro-batches of at most ``max_batch_tokens`` tokens.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 
 import torch
 
+from rankserve.defaults import QUANTIZATIONS
 from rankserve.engine import attention, loader
 from rankserve.engine.packing import pack, plan_batches
 from rankserve.engine.prepare import CrossEncoderPairBuilder, QwenPairBuilder, validate
@@ -59,8 +61,6 @@ WARMUP_REQUESTS = (
 )
 """Tiny requests that compile every graph shape real traffic needs (see :meth:`Reranker.warmup`)."""
 
-QUANTIZATIONS = ("none", "fp8")
-
 
 def check_quantize(quantize: str | None, kind: str, device: torch.device, dtype: torch.dtype) -> str | None:
     """``None`` or ``"fp8"``; a clear error where FP8 cannot run.
@@ -70,7 +70,7 @@ def check_quantize(quantize: str | None, kind: str, device: torch.device, dtype:
     """
     if quantize in (None, "none", ""):
         return None
-    if quantize != "fp8":
+    if quantize not in QUANTIZATIONS:
         raise ModelLoadError(f"unknown quantization {quantize!r}: use one of {', '.join(QUANTIZATIONS)}")
     if kind == loader.CROSS_ENCODER:
         raise ModelLoadError("fp8 quantization supports Qwen3 rerankers only, not encoder cross-encoders")
@@ -80,13 +80,25 @@ def check_quantize(quantize: str | None, kind: str, device: torch.device, dtype:
             raise ModelLoadError(f"fp8 needs an NVIDIA GPU of compute capability 8.9+ (Ada, Hopper), not {name}")
         if dtype != torch.bfloat16:
             raise ModelLoadError(f"fp8 on a GPU needs --dtype bfloat16 (the default there), not {dtype}")
-    try:  # older torch builds lack per-row scaled FP8 products: find out now, not at the first request
+    failure = _fp8_failure(str(device), dtype)
+    if failure:
+        raise ModelLoadError(f"fp8 does not run with torch {torch.__version__} on {device}: {failure}")
+    return quantize
+
+
+@functools.cache
+def _fp8_failure(device: str, dtype: torch.dtype) -> str | None:
+    """Why a tiny per-row scaled FP8 product fails here (older torch builds lack it), or None.
+
+    Tried once per device and dtype: ``from_pretrained`` checks before loading and again after.
+    """
+    try:
         ones = torch.ones(16, 16, device=device).to(torch.float8_e4m3fn)
         scale = torch.ones(16, 1, device=device)
         torch._scaled_mm(ones, ones.t(), scale_a=scale, scale_b=scale.t(), out_dtype=dtype)
     except Exception as exc:
-        raise ModelLoadError(f"fp8 does not run with torch {torch.__version__} on {device}: {exc}") from exc
-    return quantize
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def default_batch_tokens(device: torch.device) -> int:

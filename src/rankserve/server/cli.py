@@ -16,7 +16,7 @@ from typing import NoReturn
 import typer
 import uvicorn
 
-from rankserve.defaults import DEFAULT_MODEL
+from rankserve.defaults import DEFAULT_MODEL, QUANTIZATIONS
 from rankserve.netutil import MAX_PORT, MIN_PORT, BindError, bind
 from rankserve.server.settings import API_KEY_ENV, ServerSettings
 
@@ -91,8 +91,8 @@ def serve(
     )
     if compile not in ("auto", "on", "off"):
         _fail(f"--compile must be auto, on or off, not {compile!r}", 2)
-    if quantize not in ("none", "fp8"):
-        _fail(f"--quantize must be none or fp8, not {quantize!r}", 2)
+    if quantize not in QUANTIZATIONS:
+        _fail(f"--quantize must be {' or '.join(QUANTIZATIONS)}, not {quantize!r}", 2)
     setup_logging(log_level.value, log_file)
     try:
         load_presets(presets)
