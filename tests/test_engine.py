@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 import torch
@@ -304,15 +305,23 @@ def test_streamed_preparation_scores_like_the_whole_request(tiny_qwen_dir, monke
     docs += [docs[3], "x " * 5000]  # a duplicate and one that must be truncated
     whole = rr.score(QUERIES[0], docs, truncation="head")
     passes, events = [], []
+    first_pass = threading.Event()
     rr.scorer.register_forward_hook(lambda module, args, out: passes.append(int(args[0].last.numel())))
-    rr.scorer.register_forward_hook(lambda module, args, out: events.append("forward"))
+    rr.scorer.register_forward_pre_hook(lambda module, args: events.append("forward") or first_pass.set())
     encode = rr.builder.encode
-    monkeypatch.setattr(rr.builder, "encode", lambda texts: events.append("tokenize") or encode(texts))
+
+    def slow_encode(texts):
+        if len(events) >= 2:  # after the header and the first slice: wait for the first pass, if it comes
+            first_pass.wait(timeout=10)
+        events.append("tokenize")
+        return encode(texts)
+
+    monkeypatch.setattr(rr.builder, "encode", slow_encode)
     rr.stream_prepare = True
     streamed = rr.score(QUERIES[0], docs, truncation="head")
     assert len(passes) >= 3 and sum(passes) == len(docs) - 1  # several passes; the duplicate scored once
-    # the first pass is queued before the last documents are tokenized
-    assert events.index("forward") < max(i for i, e in enumerate(events) if e == "tokenize")
+    # the first pass is queued before the rest of the documents are tokenized
+    assert events[:3] == ["tokenize", "tokenize", "forward"] and events.count("tokenize") >= 4
     assert_close(scores(streamed), scores(whole))
     assert [r.truncated for r in streamed] == [r.truncated for r in whole] and streamed[-1].truncated
     assert max(r.prompt_tokens for r in streamed[:40]) < 2048

@@ -27,7 +27,8 @@ def bench(
     warmup: int = typer.Option(2, help="Untimed warm-up runs per workload."),
     variants: str = typer.Option(
         "auto",
-        help="Engine variants to time, comma-separated: eager, compile, fp8 (compiled, FP8 projections; "
+        help="Engine variants to time, comma-separated: eager, compile, flash (compiled, FlashAttention-2 "
+        "instead of the Triton attention kernel used on Hopper), fp8 (compiled, FP8 projections; "
         "its rank correlation with the full-precision variant timed before it is reported). "
         "auto: what `rankserve serve` runs (compile on CUDA, eager elsewhere).",
     ),
@@ -107,8 +108,9 @@ def bench(
     if dev.type == "cuda":
         from rankserve.bench.engine_bench import check_attention
 
-        meta["varlen_attention_rel_err"] = check_attention(dev)
-        console.print(f"flash (varlen) vs padded attention, relative error: {meta['varlen_attention_rel_err']:.2e}")
+        meta["attention_rel_err"] = check_attention(dev)
+        for kernel, err in meta["attention_rel_err"].items():
+            console.print(f"{kernel} vs padded attention (fp32), relative error: {err:.2e}")
     names = wl.expand(workloads)
     rows: list[dict] = []
     checks: list[dict] = []

@@ -54,8 +54,9 @@ def work_flops(hf_model, tokens: int, lengths: list[int]) -> float:
     return 2.0 * core_params(hf_model) * tokens + attn
 
 
-VARIANTS = ("eager", "compile", "fp8")
-"""Engine variants: plain PyTorch; ``torch.compile``; compiled with FP8 projections (Hopper/Ada)."""
+VARIANTS = ("eager", "compile", "flash", "fp8")
+"""Engine variants: plain PyTorch; ``torch.compile``; compiled but with FlashAttention-2 where ``compile``
+runs our Triton attention kernel (Hopper), to compare the two in one run; compiled with FP8 projections (Hopper/Ada)."""
 
 
 def parse_variants(spec: str, device: torch.device) -> tuple[str, ...]:
@@ -121,17 +122,18 @@ def bench_model(
     rows = []
     full_scores: dict[str, list[float]] = {}  # workload -> scores of the last full-precision variant
     compare = "fp8" in variants
-    if compare and not set(variants) & {"eager", "compile"}:
+    if compare and not set(variants) & {"eager", "compile", "flash"}:
         log.warning("--variants fp8 alone: add eager or compile before it to get its rank correlation")
     for variant in variants:  # checked by parse_variants
         impl = "rankserve" if variant == "eager" else f"rankserve+{variant}"
+        _use_attention("flash" if variant == "flash" else "auto")
         reranker = Reranker.from_model(
             hf_model,
             tokenizer,
             name,
             max_length=max_length,
             # fp8 compiles where serving compiles (CUDA); on a CPU it measures the FP8 maths alone
-            compile=variant == "compile" or (variant == "fp8" and device.type == "cuda"),
+            compile=variant in ("compile", "flash") or (variant == "fp8" and device.type == "cuda"),
             quantize="fp8" if variant == "fp8" else None,
         )
         for w in workloads:
@@ -146,6 +148,7 @@ def bench_model(
                 rows[-1]["vs_full_max_abs"] = _max_delta(got, full_scores[w.name])
         del reranker
         _free(device)
+    _use_attention("auto")
     if baseline:
         for w in workloads:
             recipe = OfficialRecipe(hf_model, tokenizer, max_length=w.max_length)
@@ -153,6 +156,13 @@ def bench_model(
             _free(device)
     order = {w.name: i for i, w in enumerate(workloads)}
     return sorted(rows, key=lambda r: order[r["workload"]])
+
+
+def _use_attention(backend: str) -> None:
+    """Switch the attention kernel; compiled code keeps the kernel it was traced with, so drop it."""
+    if backend != attention._backend:
+        attention.set_backend(backend)
+        torch._dynamo.reset()
 
 
 def _free(device: torch.device) -> None:
@@ -166,7 +176,7 @@ def _max_delta(a: list[float], b: list[float]) -> float:
 
 
 def check_scores(hf_model, tokenizer, name: str, workload: Workload, n_docs: int = 16) -> dict:
-    """Score agreement: flash vs padded attention (model dtype), then engine vs recipe in fp32.
+    """Score agreement: fast (Triton or flash) vs padded attention (model dtype), then engine vs recipe in fp32.
 
     The fp32 check converts the model in place (it is the last thing done with it).
     """
@@ -174,16 +184,16 @@ def check_scores(hf_model, tokenizer, name: str, workload: Workload, n_docs: int
     docs = workload.documents[::step][:n_docs]
     out: dict = {"model": name, "docs": len(docs)}
     reranker = Reranker.from_model(hf_model, tokenizer, name)
-    flash = [r.score for r in reranker.score(workload.query, docs)]
+    fast = [r.score for r in reranker.score(workload.query, docs)]
     attention.set_backend("sdpa")
     try:
         padded = [r.score for r in reranker.score(workload.query, docs)]
     finally:
         attention.set_backend("auto")
-    out["flash_vs_padded_max_abs"] = _max_delta(flash, padded)
+    out["fast_vs_padded_max_abs"] = _max_delta(fast, padded)
     recipe_native = OfficialRecipe(hf_model, tokenizer).scores(workload.query, docs)
-    out["native_vs_recipe_max_abs"] = _max_delta(flash, recipe_native)
-    out["native_vs_recipe_spearman"] = _spearman(flash, recipe_native)
+    out["native_vs_recipe_max_abs"] = _max_delta(fast, recipe_native)
+    out["native_vs_recipe_spearman"] = _spearman(fast, recipe_native)
     hf_model.float()
     reranker32 = Reranker.from_model(hf_model, tokenizer, name)
     ours = [r.score for r in reranker32.score(workload.query, docs)]
@@ -192,29 +202,43 @@ def check_scores(hf_model, tokenizer, name: str, workload: Workload, n_docs: int
     return out
 
 
-def check_attention(device: torch.device, dtype: torch.dtype = torch.bfloat16) -> float:
-    """Relative error of the flash (varlen) path against padded SDPA on random packed sequences
-    whose queries are shorter than their keys (documents after a cached prefix)."""
-    from rankserve.engine.attention import SeqLayout
+def check_attention(device: torch.device, dtype: torch.dtype = torch.bfloat16) -> dict[str, float]:
+    """Relative error of each fast attention kernel this device runs (``triton``, ``flash``) against
+    padded SDPA in fp32, on random packed sequences whose queries see a cached prefix first."""
+    import numpy as np
+
+    from rankserve.engine.attention import SeqLayout, kernel_for
+    from rankserve.engine.triton_attention import Segments, work_list
 
     gen = torch.Generator(device="cpu").manual_seed(0)
-    q_lens, extra = [5, 37, 1, 64], [0, 20, 7, 33]
-    k_lens = [a + b for a, b in zip(q_lens, extra, strict=True)]
+    q_lens, extra = np.array([5, 37, 1, 64, 130]), np.array([0, 20, 7, 33, 70])
+    k_lens = q_lens + extra
 
-    def cu(lens):
-        return torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32, device=device)
+    def ints(a):
+        return torch.tensor(np.asarray(a), dtype=torch.int32, device=device)
 
-    layout = SeqLayout(cu(q_lens), cu(k_lens), max(q_lens), max(k_lens))
-    q = torch.randn(sum(q_lens), 8, 64, generator=gen).to(device, dtype)
-    k = torch.randn(sum(k_lens), 2, 64, generator=gen).to(device, dtype)
-    v = torch.randn(sum(k_lens), 2, 64, generator=gen).to(device, dtype)
-    fast = attention.attention(q, k, v, layout, 0.125).float()
+    cu_q, cu_k = np.concatenate([[0], np.cumsum(q_lens)]), np.concatenate([[0], np.cumsum(k_lens)])
+    # keys of sequence i: `extra` visible to all its queries, then `q_lens` causal ones
+    segments = Segments(
+        ints(cu_q[:-1]), ints(q_lens), ints(cu_k[:-1] + extra), ints(q_lens), ints(cu_k[:-1]), ints(extra),
+        *map(ints, work_list(q_lens, q_lens, extra)),
+    )  # fmt: skip
+    layout = SeqLayout(ints(cu_q), ints(cu_k), int(q_lens.max()), int(k_lens.max()), segments=segments)
+    q = torch.randn(int(cu_q[-1]), 8, 64, generator=gen).to(device, dtype)
+    k = torch.randn(int(cu_k[-1]), 2, 64, generator=gen).to(device, dtype)
+    v = torch.randn(int(cu_k[-1]), 2, 64, generator=gen).to(device, dtype)
     attention.set_backend("sdpa")
     try:
         ref = attention.attention(q.float(), k.float(), v.float(), layout, 0.125)
+        errors = {}
+        for backend in ("triton", "flash"):
+            attention.set_backend(backend)
+            if kernel_for(q, layout) == backend:
+                fast = attention.attention(q, k, v, layout, 0.125).float()
+                errors[backend] = float((fast - ref).norm() / ref.norm())
     finally:
         attention.set_backend("auto")
-    return float((fast - ref).norm() / ref.norm())
+    return errors
 
 
 def _spearman(a: list[float], b: list[float]) -> float:

@@ -6,17 +6,24 @@ sequences: a document's queries attend to its request's cached prefix plus its o
 tokens, so the causal mask is aligned bottom-right (query ``i`` of a sequence with
 ``Lk - Lq`` cached keys sees keys ``0 .. Lk - Lq + i``).
 
-On CUDA with fp16/bf16 we call PyTorch's variable-length flash attention kernel directly
-(``aten._flash_attention_forward``: grouped-query heads natively, no Python wrapper per call);
-everywhere else (CPU, fp32) we scatter into a padded batch and use SDPA with an explicit mask.
+Three kernels, one answer:
+- on Hopper GPUs, our Triton kernel (:mod:`~rankserve.engine.triton_attention`), which reads each
+  document's prefix keys in place (measured 1.7x faster than FlashAttention-2 there);
+- on other CUDA GPUs with fp16/bf16 (Ampere+), PyTorch's variable-length FlashAttention-2 kernel,
+  called directly (``aten._flash_attention_forward``: grouped-query heads natively, no Python
+  wrapper per call), after gathering each document's keys (``key_index``);
+- everywhere else (CPU, fp32), a padded batch through SDPA with an explicit mask.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+
+from rankserve.engine import triton_attention
+from rankserve.engine.triton_attention import Segments
 
 
 @dataclass
@@ -27,6 +34,15 @@ class SeqLayout:
     cu_k: torch.Tensor  # int32 [N+1]
     max_q: int
     max_k: int
+    key_index: torch.Tensor | None = None  # keys of the packed sequences = k[key_index]; None: k as given
+    segments: Segments | None = field(default=None, repr=False)  # the same, as the Triton kernel reads it
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every index tensor, each sized by the batch (``torch.compile`` marks them dynamic)."""
+        found = [self.cu_q, self.cu_k, self.key_index]
+        if self.segments is not None:
+            found += self.segments.tensors()
+        return [t for t in found if t is not None]
 
     def __post_init__(self) -> None:
         self._padded: tuple[torch.Tensor, ...] | None = None
@@ -50,39 +66,66 @@ class SeqLayout:
 
 
 _backend = "auto"
+BACKENDS = ("auto", "triton", "flash", "sdpa")
 
 
 def set_backend(name: str) -> None:
-    """``auto`` (varlen flash attention where possible) or ``sdpa`` (always the padded path).
+    """``auto`` (the fastest kernel this device runs), ``flash`` (never Triton), ``sdpa`` (always padded),
+    or ``triton`` (wherever Triton runs: on CPU tensors under ``TRITON_INTERPRET=1`` too, for tests).
 
-    Benchmarks use ``sdpa`` to check the flash path against the padded one on the same GPU.
+    Benchmarks use ``sdpa`` and ``flash`` to check and time the fast paths against the others on the
+    same GPU. Read when a function is compiled: compiled code keeps the kernel it was traced with.
     """
     global _backend
-    if name not in ("auto", "sdpa"):
-        raise ValueError(f"unknown attention backend {name!r}: use auto or sdpa")
+    if name not in BACKENDS:
+        raise ValueError(f"unknown attention backend {name!r}: use one of {', '.join(BACKENDS)}")
     _backend = name
 
 
 _no_flash: set[torch.device] = set()
+_triton_devices: set[torch.device] = set()
 
 
 def check_device(device: torch.device) -> None:
-    """Remember a GPU older than Ampere: PyTorch's flash kernels do not run there (padded SDPA does).
+    """Note what a GPU runs: flash needs Ampere+; our Triton kernel is used (and was tuned) on Hopper.
 
     Called once when a model is placed, outside any compiled code.
     """
-    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
-        index = device.index if device.index is not None else torch.cuda.current_device()
+    if device.type != "cuda":
+        return
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    capability = torch.cuda.get_device_capability(index)
+    if capability < (8, 0):
         _no_flash.add(torch.device("cuda", index))
+    if (9, 0) <= capability < (10, 0) and triton_attention.available():
+        _triton_devices.add(torch.device("cuda", index))
 
 
 def varlen_available(t: torch.Tensor) -> bool:
     return t.is_cuda and t.dtype in (torch.float16, torch.bfloat16) and t.shape[-1] <= 256 and t.device not in _no_flash
 
 
+def kernel_for(q: torch.Tensor, layout: SeqLayout) -> str:
+    """``triton``, ``flash`` or ``sdpa``: which kernel :func:`attention` runs for these queries."""
+    if _backend == "sdpa":
+        return "sdpa"
+    if layout.segments is not None and triton_attention.supports(q):
+        if _backend == "triton" or (_backend == "auto" and q.device in _triton_devices):
+            return "triton"
+    return "flash" if varlen_available(q) else "sdpa"
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: SeqLayout, scale: float) -> torch.Tensor:
-    """Causal attention; q: [Tq, Hq, D], k/v: [Tk, Hkv, D] → [Tq, Hq, D]."""
-    if _backend == "auto" and varlen_available(q):
+    """Causal attention; q: [Tq, Hq, D], k/v: [Tk, Hkv, D] → [Tq, Hq, D].
+
+    k/v hold each token's keys once; ``layout`` says which keys each query sequence reads.
+    """
+    kernel = kernel_for(q, layout)
+    if kernel == "triton":
+        return triton_attention.packed_attention(q, k, v, layout.segments, scale)
+    if layout.key_index is not None:
+        k, v = k[layout.key_index], v[layout.key_index]
+    if kernel == "flash":
         return _varlen(q, k, v, layout, scale)
     return _padded_sdpa(q, k, v, layout, scale)
 

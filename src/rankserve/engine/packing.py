@@ -9,13 +9,15 @@ are then "its prefix's keys, then its own", expressed as an index into the conca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from rankserve.engine import triton_attention
 from rankserve.engine.attention import SeqLayout
+from rankserve.engine.triton_attention import Segments
 from rankserve.engine.types import Pair
 
 
@@ -49,25 +51,15 @@ class PackedBatch:
 
     Tokens are laid out as ``[unique prefixes..., per-pair tokens...]`` and run through the
     model in ONE pass: prefix sequences attend causally to themselves; each pair's tokens
-    attend to its prefix's keys then its own (``key_index`` gathers those keys from the same
-    layer's key tensor). Without prefix reuse there are no prefix sequences and every pair
-    carries its whole prompt.
+    attend to its prefix's keys then its own. Without prefix reuse there are no prefix
+    sequences and every pair carries its whole prompt.
     """
 
     ids: torch.Tensor  # [T] token ids
     pos: torch.Tensor  # [T] rotary positions
-    layout: SeqLayout  # query sequences = prefixes then pairs; key sequences via key_index
-    key_index: torch.Tensor | None  # [Tk] index into the layer's keys; None if keys are the query tokens
+    layout: SeqLayout  # query sequences = prefixes then pairs, and the keys each one reads
     last: torch.Tensor  # [N] index in `ids` of each pair's last token
-    n_prefix_seqs: int = 0  # how many query sequences are prefixes (they come first)
-    pair_keys_start: int = 0  # where the pairs' keys start in the gathered key tensor
-
-    def last_layer_layout(self) -> SeqLayout:
-        """Layout for the final layer, where each pair contributes only its last token as a query."""
-        n = self.last.numel()
-        cu_k = self.layout.cu_k[self.n_prefix_seqs :] - self.pair_keys_start
-        cu_q = torch.arange(n + 1, dtype=torch.int32, device=self.last.device)
-        return SeqLayout(cu_q, cu_k, 1, self.layout.max_k)
+    last_layout: SeqLayout  # the final layer's: each pair's last token is its only query
 
 
 def _cu(lengths: list[int]) -> np.ndarray:
@@ -86,7 +78,7 @@ def _ranges(starts, lengths) -> np.ndarray:
 _upload_streams: dict[torch.device, torch.cuda.Stream] = {}
 
 
-def upload(arrays: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+def upload(arrays: Sequence[np.ndarray], device: torch.device, dtype: torch.dtype = torch.int64) -> list[torch.Tensor]:
     """Copy int arrays to the device as one transfer, without making the host wait for the GPU.
 
     On CUDA the copy runs on a side stream from pinned memory: queued behind the compute stream's
@@ -94,7 +86,8 @@ def upload(arrays: Sequence[np.ndarray], device: torch.device) -> list[torch.Ten
     its copy cannot be reused, so allocating another one would synchronise the whole device).
     """
     sizes = [len(a) for a in arrays]
-    host = torch.from_numpy(np.concatenate([np.asarray(a, dtype=np.int64) for a in arrays]))
+    np_dtype = np.int64 if dtype == torch.int64 else np.int32
+    host = torch.from_numpy(np.concatenate([np.asarray(a, dtype=np_dtype) for a in arrays]))
     if device.type != "cuda":
         return list(host.to(device).split(sizes))
     stream = _upload_streams.get(device)
@@ -108,41 +101,86 @@ def upload(arrays: Sequence[np.ndarray], device: torch.device) -> list[torch.Ten
     return list(flat.split(sizes))
 
 
-def pack(pairs: Sequence[Pair], device: torch.device, reuse_prefix: bool = True) -> PackedBatch:
-    if not reuse_prefix:
-        seqs = [list(p.prefix) + p.tokens for p in pairs]
-        lens = [len(s) for s in seqs]
-        cu = _cu(lens)
-        ids, pos, cu_t, last = upload([np.concatenate(seqs), _ranges([0] * len(lens), lens), cu, cu[1:] - 1], device)
-        cu_t = cu_t.int()
-        return PackedBatch(ids, pos, SeqLayout(cu_t, cu_t, max(lens), max(lens)), key_index=None, last=last)
+@dataclass
+class _Seqs:
+    """Host-side description of packed query sequences (numpy int arrays, one entry per sequence)."""
 
-    starts: dict[tuple[int, ...], int] = {}  # prefix -> its first token's index
-    prefix_lens: list[int] = []
-    for p in pairs:
-        if p.prefix not in starts:
-            starts[p.prefix] = sum(prefix_lens)
-            prefix_lens.append(len(p.prefix))
-    own_lens = [len(p.tokens) for p in pairs]
-    own_starts = sum(prefix_lens) + _cu(own_lens)[:-1]
-    pair_prefix_starts = [starts[p.prefix] for p in pairs]
-    pair_prefix_lens = [len(p.prefix) for p in pairs]
-    # Keys: each prefix sees itself; each pair sees its prefix, then itself.
-    key_starts = np.stack([pair_prefix_starts, own_starts], axis=1).ravel()  # prefix, own, prefix, own, ...
-    key_lens = np.stack([pair_prefix_lens, own_lens], axis=1).ravel()
-    key_index = np.concatenate([_ranges(list(starts.values()), prefix_lens), _ranges(key_starts, key_lens)])
-    q_lens = prefix_lens + own_lens
-    k_lens = prefix_lens + [pl + ol for pl, ol in zip(pair_prefix_lens, own_lens)]
-    ids = np.concatenate([np.asarray(p, dtype=np.int64) for p in starts] + [np.asarray(p.tokens) for p in pairs])
-    pos = np.concatenate([_ranges([0] * len(prefix_lens), prefix_lens), _ranges(pair_prefix_lens, own_lens)])
-    last = own_starts + np.asarray(own_lens) - 1
-    ids_t, pos_t, keys_t, last_t, cu_q, cu_k = upload([ids, pos, key_index, last, _cu(q_lens), _cu(k_lens)], device)
+    q_start: np.ndarray
+    q_len: np.ndarray
+    k_start: np.ndarray  # own keys (the sequence's own tokens)
+    k_len: np.ndarray
+    p_start: np.ndarray  # prefix keys read before the own ones (p_len 0: none)
+    p_len: np.ndarray
+
+
+def _layout_arrays(seqs: _Seqs) -> tuple[list[np.ndarray], Callable[..., SeqLayout]]:
+    """The int32 arrays a layout needs, and how to build the layout from their device copies."""
+    k_total = seqs.p_len + seqs.k_len
+    work_seq, work_block = triton_attention.work_list(seqs.q_len, seqs.k_len, seqs.p_len)
+    arrays = [_cu(seqs.q_len), _cu(k_total), seqs.q_start, seqs.q_len, seqs.k_start, seqs.k_len]
+    arrays += [seqs.p_start, seqs.p_len, work_seq, work_block]
+
+    def build(tensors: list[torch.Tensor], key_index: torch.Tensor | None) -> SeqLayout:
+        cu_q, cu_k, *rest = tensors
+        max_q = int(seqs.q_len.max()) if len(seqs.q_len) else 0
+        max_k = int(k_total.max()) if len(k_total) else 0
+        return SeqLayout(cu_q, cu_k, max_q, max_k, key_index=key_index, segments=Segments(*rest))
+
+    return arrays, build
+
+
+def pack(pairs: Sequence[Pair], device: torch.device, reuse_prefix: bool = True) -> PackedBatch:
+    """Lay out a micro-batch for :class:`~rankserve.engine.qwen3.Qwen3Scorer` and copy it to the device.
+
+    Keys are described twice (both built here, on the host, while the GPU is busy): as an index
+    that gathers each sequence's keys into one run (for FlashAttention and SDPA) and per sequence
+    (:class:`~rankserve.engine.triton_attention.Segments`, for the Triton kernel, which reads them in place).
+    """
+    n = len(pairs)
+    own_lens = np.asarray([len(p.tokens) for p in pairs], dtype=np.int64)
+    zeros = np.zeros(n, dtype=np.int64)
+    if reuse_prefix:
+        starts: dict[tuple[int, ...], int] = {}  # prefix -> its first token's index
+        prefix_lens: list[int] = []
+        for p in pairs:
+            if p.prefix not in starts:
+                starts[p.prefix] = sum(prefix_lens)
+                prefix_lens.append(len(p.prefix))
+        prefix_starts = np.asarray(list(starts.values()), dtype=np.int64)
+        prefix_lens = np.asarray(prefix_lens, dtype=np.int64)
+        pair_prefix_start = np.asarray([starts[p.prefix] for p in pairs], dtype=np.int64)
+        pair_prefix_len = np.asarray([len(p.prefix) for p in pairs], dtype=np.int64)
+        token_lists = [np.asarray(p, dtype=np.int64) for p in starts] + [np.asarray(p.tokens) for p in pairs]
+    else:
+        prefix_starts = prefix_lens = np.zeros(0, dtype=np.int64)
+        pair_prefix_start, pair_prefix_len = zeros, zeros
+        own_lens = own_lens + np.asarray([len(p.prefix) for p in pairs], dtype=np.int64)
+        token_lists = [np.asarray(list(p.prefix) + p.tokens) for p in pairs]
+    own_starts = int(prefix_lens.sum()) + _cu(own_lens)[:-1].astype(np.int64)
+    # Every query sequence: prefixes (causal over themselves), then pairs (their prefix, then causal over themselves).
+    q_start = np.concatenate([prefix_starts, own_starts])
+    q_len = np.concatenate([prefix_lens, own_lens])
+    main = _Seqs(q_start, q_len, q_start, q_len, np.concatenate([0 * prefix_lens, pair_prefix_start]),
+                 np.concatenate([0 * prefix_lens, pair_prefix_len]))  # fmt: skip
+    # The final layer: each pair's last token alone, as query i of the last-token tensor.
+    final = _Seqs(np.arange(n), np.ones(n, dtype=np.int64), own_starts, own_lens, pair_prefix_start, pair_prefix_len)
+    # The same keys as one gathered run per sequence: prefix keys, then own keys.
+    key_starts = np.stack([main.p_start, q_start], axis=1).ravel()
+    key_lens = np.stack([main.p_len, q_len], axis=1).ravel()
+    key_index = _ranges(key_starts, key_lens)
+    pair_keys_start = int(prefix_lens.sum())  # where the pairs' runs start in the gathered keys
+
+    ids = np.concatenate(token_lists)
+    pos = np.concatenate([_ranges(0 * prefix_lens, prefix_lens), _ranges(pair_prefix_len, own_lens)])
+    last = own_starts + own_lens - 1
+    ids_t, pos_t, keys_t, last_t = upload([ids, pos, key_index, last], device)
+    main_arrays, build_main = _layout_arrays(main)
+    final_arrays, build_final = _layout_arrays(final)
+    small = upload(main_arrays + final_arrays, device, torch.int32)
     return PackedBatch(
         ids=ids_t,
         pos=pos_t,
-        layout=SeqLayout(cu_q.int(), cu_k.int(), max(q_lens), max(k_lens)),
-        key_index=keys_t,
+        layout=build_main(small[: len(main_arrays)], keys_t if reuse_prefix else None),
         last=last_t,
-        n_prefix_seqs=len(prefix_lens),
-        pair_keys_start=sum(prefix_lens),
+        last_layout=build_final(small[len(main_arrays) :], keys_t[pair_keys_start:] if reuse_prefix else None),
     )

@@ -75,12 +75,10 @@ def post_attention(x, o, o_w, ln_w, gate_up_w, down_w, eps: float):
     return x + linear(F.silu(gate) * up, down_w)
 
 
-def decoder_layer(x, w, cos, sin, key_index, layout, scale: float, eps: float, n_q: int, n_kv: int, head_dim: int):
+def decoder_layer(x, w, cos, sin, layout, scale: float, eps: float, n_q: int, n_kv: int, head_dim: int):
     """One whole decoder layer over packed tokens: what ``torch.compile`` fuses end to end."""
     ln1, qkv, qn, kn, o_w, ln2, gate_up, down = w
     q, k, v = pre_attention(x, ln1, qkv, qn, kn, cos, sin, eps, n_q, n_kv, head_dim)
-    if key_index is not None:
-        k, v = k[key_index], v[key_index]
     o = attention(q, k, v, layout, scale)
     return post_attention(x, o, o_w, ln2, gate_up, down, eps)
 
@@ -184,20 +182,17 @@ class Qwen3Scorer(nn.Module):
     def forward(self, batch: PackedBatch) -> torch.Tensor:
         x = self.embed(batch.ids)
         cos, sin = self._rope(batch.pos, x.dtype)
-        layout, last, key_index = batch.layout, batch.last, batch.key_index
+        layout, last = batch.layout, batch.last
         if self.compiled:
-            _token_dims_dynamic(x, cos, sin, key_index)
+            _token_dims_dynamic(x, cos, sin, *layout.tensors())
         *body, final = self.weights
         for w in body:
-            x = self.layer(x, w, cos, sin, key_index, layout, self.scale, self.eps, self.n_q, self.n_kv, self.head_dim)
+            x = self.layer(x, w, cos, sin, layout, self.scale, self.eps, self.n_q, self.n_kv, self.head_dim)
         # Final layer: only each pair's last position feeds the score, so finish it for those alone.
         ln1, qkv, qn, kn, o_w, ln2, gate_up, down = final
         q, k, v = self.pre(x, ln1, qkv, qn, kn, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
-        if key_index is not None:
-            k, v = k[key_index], v[key_index]
-        q, x = q[last], x[last]
-        k, v = k[batch.pair_keys_start :], v[batch.pair_keys_start :]
-        o = attention(q, k, v, batch.last_layer_layout(), self.scale)
+        o = attention(q[last], k, v, batch.last_layout, self.scale)
+        x = x[last]
         if self.compiled:
             _token_dims_dynamic(x, o)
         x = self.post(x, o, o_w, ln2, gate_up, down, self.eps)

@@ -1,0 +1,264 @@
+"""Causal attention over packed sequences with a shared prefix, as one Triton kernel.
+
+Why our own kernel: on Hopper, PyTorch's FlashAttention-2 spends ~0.5 ms a layer on the 0.6B model's
+100-document request (sequences of 40–600 tokens; it uses Ampere's tensor-core instructions), and
+it needs each document's prefix keys copied in front of its own (a gather per layer). This kernel
+reads a document's prefix keys where the prefix was computed, then the document's own keys, so
+no gather is needed, and ``tl.dot`` compiles to Hopper's ``wgmma``.
+
+One program handles ``BLOCK_M`` query tokens of one sequence for ``HEADS`` query heads that share a
+key/value head (grouped-query attention: the key tiles are loaded once for those heads). Sequences
+are described per sequence (:class:`Segments`), and the programs by a work list, heaviest first,
+built on the host when a batch is packed (:func:`work_list`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU-only installs: the other attention kernels are used there
+    triton = None
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+"""Triton's interpreter runs the kernel on CPU tensors (slowly): how the tests check it without a GPU."""
+
+BLOCK_M = 32
+"""Query tokens per program; with ``ROWS = 64`` a program serves two query heads of a key/value head.
+Tuned on an H200 over (tokens, rows, key tile, warps, stages): small tiles waste least on the
+causal diagonal of 40–600-token documents."""
+ROWS = 64
+BLOCK_N = 32
+NUM_WARPS = 4
+NUM_STAGES = 3
+
+
+@dataclass
+class Segments:
+    """Per query sequence: where its queries, own keys and prefix keys are (int32 tensors, [S] each).
+
+    Query ``i`` of a sequence sees every prefix key and own keys ``0 .. k_len - q_len + i``
+    (the causal mask aligned bottom-right, as when the queries are the last ones of the keys).
+    ``work_seq`` / ``work_block`` list the programs: (sequence, block of ``BLOCK_M`` queries).
+    """
+
+    q_start: torch.Tensor
+    q_len: torch.Tensor
+    k_start: torch.Tensor
+    k_len: torch.Tensor
+    p_start: torch.Tensor
+    p_len: torch.Tensor
+    work_seq: torch.Tensor
+    work_block: torch.Tensor
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The fields in order (spelled out: ``torch.compile`` traces this)."""
+        return (
+            *(self.q_start, self.q_len, self.k_start, self.k_len),
+            *(self.p_start, self.p_len, self.work_seq, self.work_block),
+        )
+
+
+def work_list(
+    q_len: np.ndarray, k_len: np.ndarray, p_len: np.ndarray, block_m: int = BLOCK_M
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sequence, query block) of every program, the ones with most keys to read first.
+
+    Launching the longest programs first keeps the GPU's last wave short (as FlashAttention does).
+    """
+    q_len, k_len, p_len = (np.asarray(a, dtype=np.int64) for a in (q_len, k_len, p_len))
+    blocks = -(-q_len // block_m)
+    seq = np.repeat(np.arange(len(q_len)), blocks)
+    block = np.arange(int(blocks.sum())) - np.repeat(np.cumsum(blocks) - blocks, blocks)
+    keys = p_len[seq] + np.minimum(k_len[seq], (block + 1) * block_m + (k_len - q_len)[seq])
+    order = np.argsort(-keys, kind="stable")
+    return seq[order].astype(np.int32), block[order].astype(np.int32)
+
+
+def available() -> bool:
+    return triton is not None
+
+
+def supports(q: torch.Tensor) -> bool:
+    """Whether the kernel runs for these queries: fp16/bf16 on CUDA, or anything under the interpreter."""
+    if triton is None:
+        return False
+    d = q.shape[-1]
+    if d & (d - 1) or not 16 <= d <= 256:
+        return False
+    if q.is_cuda:
+        return q.dtype in (torch.float16, torch.bfloat16)
+    return INTERPRET
+
+
+if triton is not None:
+
+    @triton.jit
+    def _fold_tile(acc, m_i, l_i, q, k_ptrs, v_ptrs, load_ok, visible, QK_SCALE: tl.constexpr, MASKED: tl.constexpr):
+        """Fold one tile of keys into each query row's running max, sum and output (online softmax)."""
+        if MASKED:
+            k = tl.load(k_ptrs, mask=load_ok[:, None], other=0.0)
+        else:
+            k = tl.load(k_ptrs)
+        s = tl.dot(q, tl.trans(k)) * QK_SCALE
+        if MASKED:
+            s = tl.where(visible, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        if MASKED:
+            v = tl.load(v_ptrs, mask=load_ok[:, None], other=0.0)
+        else:
+            v = tl.load(v_ptrs)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        return acc, m_new, l_i
+
+    @triton.jit
+    def _packed_attention_kernel(
+        Q,
+        K,
+        V,
+        Out,
+        work_seq,
+        work_block,
+        q_start,
+        q_len,
+        k_start,
+        k_len,
+        p_start,
+        p_len,
+        stride_qt,
+        stride_qh,
+        stride_kt,
+        stride_kh,
+        stride_vt,
+        stride_vh,
+        stride_ot,
+        stride_oh,
+        QK_SCALE: tl.constexpr,  # softmax scale * log2(e): a constant, so the scores stay fp32
+        GROUP: tl.constexpr,
+        HEADS: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        HEAD_DIM: tl.constexpr,
+    ):
+        pid = tl.program_id(0)
+        head0 = tl.program_id(1) * HEADS
+        kv_head = head0 // GROUP
+        seq = tl.load(work_seq + pid)
+        mb = tl.load(work_block + pid)
+        qs = tl.load(q_start + seq)
+        ql = tl.load(q_len + seq)
+        ks = tl.load(k_start + seq)
+        kl = tl.load(k_len + seq)
+        ps = tl.load(p_start + seq)
+        pl = tl.load(p_len + seq)
+
+        ROWS: tl.constexpr = BLOCK_M * HEADS  # row r: query token r // HEADS, head r % HEADS
+        r = tl.arange(0, ROWS)
+        tok = mb * BLOCK_M + r // HEADS  # query position within its sequence
+        head = head0 + r % HEADS
+        d = tl.arange(0, HEAD_DIM)
+        n = tl.arange(0, BLOCK_N)
+        row_ok = tok < ql
+        q_rows = (qs + tok).to(tl.int64)
+        q_ptrs = Q + q_rows[:, None] * stride_qt + head[:, None] * stride_qh + d[None, :]
+        q = tl.load(q_ptrs, mask=row_ok[:, None], other=0.0)
+        k_cols = K + kv_head * stride_kh + d[None, :]
+        v_cols = V + kv_head * stride_vh + d[None, :]
+        m_i = tl.full([ROWS], float("-inf"), tl.float32)
+        l_i = tl.zeros([ROWS], tl.float32)
+        acc = tl.zeros([ROWS, HEAD_DIM], tl.float32)
+
+        # 1. The prefix: every key is visible to every query.
+        for start in range(0, pl, BLOCK_N):
+            cols = start + n
+            rows_k = (ps + cols).to(tl.int64)[:, None]
+            ok = cols < pl
+            acc, m_i, l_i = _fold_tile(
+                acc, m_i, l_i, q, k_cols + rows_k * stride_kt, v_cols + rows_k * stride_vt, ok, ok[None, :],
+                QK_SCALE, True,
+            )  # fmt: skip
+
+        # 2. The sequence's own keys, causal: query i sees keys 0 .. i + (kl - ql).
+        offset = kl - ql
+        # Keys before `full` are visible to every query of this block: no mask needed there.
+        full = ((mb * BLOCK_M + offset + 1) // BLOCK_N) * BLOCK_N
+        end = tl.minimum(kl, (mb + 1) * BLOCK_M + offset)
+        for start in range(0, full, BLOCK_N):
+            rows_k = (ks + start + n).to(tl.int64)[:, None]
+            acc, m_i, l_i = _fold_tile(
+                acc, m_i, l_i, q, k_cols + rows_k * stride_kt, v_cols + rows_k * stride_vt, n, n, QK_SCALE, False
+            )
+        for start in range(full, end, BLOCK_N):
+            cols = start + n
+            rows_k = (ks + cols).to(tl.int64)[:, None]
+            ok = cols < kl
+            visible = (cols[None, :] <= tok[:, None] + offset) & ok[None, :]
+            acc, m_i, l_i = _fold_tile(
+                acc, m_i, l_i, q, k_cols + rows_k * stride_kt, v_cols + rows_k * stride_vt, ok, visible,
+                QK_SCALE, True,
+            )  # fmt: skip
+
+        out = acc / l_i[:, None]
+        o_ptrs = Out + q_rows[:, None] * stride_ot + head[:, None] * stride_oh + d[None, :]
+        tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=row_ok[:, None])
+
+
+def _run(kernel, q, k, v, seg: Segments, scale: float, **tuning) -> torch.Tensor:
+    block_m, rows = tuning.get("block_m", BLOCK_M), tuning.get("rows", ROWS)
+    hq, dim = q.shape[1], q.shape[2]
+    group = hq // k.shape[1]
+    heads = math.gcd(group, max(1, rows // block_m))  # query heads per program: a power of two dividing the group
+    out = torch.empty_like(q)
+    grid = (seg.work_seq.shape[0], hq // heads)
+    kernel[grid](
+        q, k, v, out, seg.work_seq, seg.work_block,
+        seg.q_start, seg.q_len, seg.k_start, seg.k_len, seg.p_start, seg.p_len,
+        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
+        QK_SCALE=scale * 1.4426950408889634,
+        GROUP=group, HEADS=heads, BLOCK_M=block_m, BLOCK_N=tuning.get("block_n", BLOCK_N), HEAD_DIM=dim,
+        num_warps=tuning.get("num_warps", NUM_WARPS), num_stages=tuning.get("num_stages", NUM_STAGES),
+    )  # fmt: skip
+    return out
+
+
+if triton is not None:
+
+    @torch.library.triton_op("rankserve::packed_attention", mutates_args=())
+    def _packed_attention_op(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        q_start: torch.Tensor,
+        q_len: torch.Tensor,
+        k_start: torch.Tensor,
+        k_len: torch.Tensor,
+        p_start: torch.Tensor,
+        p_len: torch.Tensor,
+        work_seq: torch.Tensor,
+        work_block: torch.Tensor,
+        scale: float,
+    ) -> torch.Tensor:
+        seg = Segments(q_start, q_len, k_start, k_len, p_start, p_len, work_seq, work_block)
+        return _run(torch.library.wrap_triton(_packed_attention_kernel), q, k, v, seg, scale)
+
+
+def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seg: Segments, scale: float, **tuning):
+    """q: [Tq, Hq, D], k/v: [Tk, Hkv, D] (any row stride, unit stride in D) → [Tq, Hq, D].
+
+    Inside ``torch.compile`` the kernel goes in as a Triton op, so inductor launches it from the
+    compiled code like its own kernels; eagerly it is launched directly. ``tuning`` overrides the
+    tile sizes (for tuning runs; the work list must be built with the same ``block_m``).
+    """
+    if torch.compiler.is_compiling() and not tuning:
+        return torch.ops.rankserve.packed_attention(q, k, v, *seg.tensors(), scale)
+    return _run(_packed_attention_kernel, q, k, v, seg, scale, **tuning)

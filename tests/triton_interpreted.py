@@ -1,0 +1,82 @@
+"""Checks of the Triton attention kernel on the CPU, through Triton's interpreter.
+
+Run as a script with ``TRITON_INTERPRET=1`` (set before Triton is imported, which is why
+``test_triton_attention.py`` starts it in a subprocess); prints one JSON object of results.
+Usage: python triton_interpreted.py MODEL_DIR
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+assert os.environ.get("TRITON_INTERPRET") == "1", "run with TRITON_INTERPRET=1"
+
+from texts import DOCS, QUERIES  # noqa: E402
+
+from rankserve import Reranker  # noqa: E402
+from rankserve.engine import ScoreRequest, attention, triton_attention  # noqa: E402
+from rankserve.engine.attention import SeqLayout  # noqa: E402
+from rankserve.engine.triton_attention import Segments, work_list  # noqa: E402
+
+
+def kernel_vs_padded(seed: int, hq: int, hkv: int, dim: int) -> float:
+    """Random sequences that read a prefix stored elsewhere, against padded SDPA over gathered keys."""
+    rng = np.random.default_rng(seed)
+    n_prefix = 2
+    prefix_lens = rng.integers(1, 40, n_prefix)
+    own = rng.integers(1, 90, 7)
+    owner = rng.integers(0, n_prefix, len(own))  # which prefix each document reads
+    total = int(prefix_lens.sum() + own.sum())
+    prefix_starts = np.concatenate([[0], np.cumsum(prefix_lens)[:-1]])
+    own_starts = prefix_lens.sum() + np.concatenate([[0], np.cumsum(own)[:-1]])
+    q_start = np.concatenate([prefix_starts, own_starts])
+    q_len = np.concatenate([prefix_lens, own])
+    p_start = np.concatenate([[0] * n_prefix, prefix_starts[owner]])
+    p_len = np.concatenate([[0] * n_prefix, prefix_lens[owner]])
+    ints = lambda a: torch.tensor(np.asarray(a), dtype=torch.int32)  # noqa: E731
+    seg = Segments(ints(q_start), ints(q_len), ints(q_start), ints(q_len), ints(p_start), ints(p_len),
+                   *map(ints, work_list(q_len, q_len, p_len)))  # fmt: skip
+    runs = zip(p_start, p_len, q_start, q_len, strict=True)
+    key_index = np.concatenate([np.r_[ps : ps + pl, qs : qs + ql] for ps, pl, qs, ql in runs])
+    k_len = p_len + q_len
+    cu = lambda lens: ints(np.concatenate([[0], np.cumsum(lens)]))  # noqa: E731
+    layout = SeqLayout(cu(q_len), cu(k_len), int(q_len.max()), int(k_len.max()), torch.tensor(key_index), seg)
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(total, hq, dim, generator=gen)
+    qkv = torch.randn(total, 2 * hkv + 1, dim, generator=gen)  # k and v as strided views, as in the model
+    k, v = qkv[:, :hkv], qkv[:, hkv : 2 * hkv]
+    attention.set_backend("sdpa")
+    want = attention.attention(q, k, v, layout, dim**-0.5)
+    attention.set_backend("triton")
+    assert attention.kernel_for(q, layout) == "triton"
+    got = triton_attention.packed_attention(q, k, v, seg, dim**-0.5)
+    attention.set_backend("auto")
+    return float((got - want).abs().max())
+
+
+def engine_triton_vs_sdpa(model_dir: str, reuse_prefix: bool) -> float:
+    """The whole engine (fp32), several requests sharing batches, with each kernel."""
+    rr = Reranker.from_pretrained(model_dir, device="cpu", dtype="float32", prefix_reuse=reuse_prefix)
+    requests = [ScoreRequest(QUERIES[0], DOCS), ScoreRequest(QUERIES[1], DOCS[:5] + ["x"], "Judge by dates")]
+    got = {}
+    for backend in ("sdpa", "triton"):
+        attention.set_backend(backend)
+        got[backend] = [d.score for r in rr.score_requests(requests) for d in r]
+    attention.set_backend("auto")
+    return max(abs(a - b) for a, b in zip(got["sdpa"], got["triton"], strict=True))
+
+
+if __name__ == "__main__":
+    out = {
+        "kernel_gqa2": max(kernel_vs_padded(s, 4, 2, 32) for s in range(3)),
+        "kernel_gqa4": max(kernel_vs_padded(s, 8, 2, 16) for s in range(3, 5)),
+        "kernel_mha": kernel_vs_padded(5, 2, 2, 64),
+        "engine_prefix_reuse": engine_triton_vs_sdpa(sys.argv[1], True),
+        "engine_no_prefix_reuse": engine_triton_vs_sdpa(sys.argv[1], False),
+    }
+    print(json.dumps(out))
