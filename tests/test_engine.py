@@ -236,6 +236,19 @@ def test_a_shared_prefix_is_counted_once_in_the_batch_budget(tiny_reranker):
     assert len(plan_batches(prepared.pairs, packed_tokens, reuse_prefix=False)) > 1
 
 
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32])
+def test_uploaded_index_arrays_keep_their_values_and_start_aligned(dtype):
+    """Compiled GPU kernels copy any input that does not start on a 16-byte boundary, per call."""
+    import numpy as np
+
+    from rankserve.engine.packing import upload
+
+    arrays = [np.arange(5), np.arange(3) + 10, np.zeros(0, dtype=np.int64), np.arange(7) + 100]
+    out = upload(arrays, torch.device("cpu"), dtype)
+    assert [t.tolist() for t in out] == [a.tolist() for a in arrays]
+    assert all(t.dtype == dtype and t.data_ptr() % 16 == 0 for t in out)
+
+
 @pytest.mark.parametrize("fixture", ["tiny_qwen_dir", "tiny_bert_dir"])
 def test_identical_documents_get_identical_scores_and_tie_by_input_order(request, fixture):
     rr = Reranker.from_pretrained(str(request.getfixturevalue(fixture)), device="cpu")

@@ -24,7 +24,7 @@ from rankserve.engine.attention import SeqLayout  # noqa: E402
 from rankserve.engine.triton_attention import Segments, work_list  # noqa: E402
 
 
-def kernel_vs_padded(seed: int, hq: int, hkv: int, dim: int) -> float:
+def kernel_vs_padded(seed: int, hq: int, hkv: int, dim: int, wide: bool = False) -> float:
     """Random sequences that read a prefix stored elsewhere, against padded SDPA over gathered keys."""
     rng = np.random.default_rng(seed)
     n_prefix = 2
@@ -40,7 +40,7 @@ def kernel_vs_padded(seed: int, hq: int, hkv: int, dim: int) -> float:
     p_len = np.concatenate([[0] * n_prefix, prefix_lens[owner]])
     ints = lambda a: torch.tensor(np.asarray(a), dtype=torch.int32)  # noqa: E731
     seg = Segments(ints(q_start), ints(q_len), ints(q_start), ints(q_len), ints(p_start), ints(p_len),
-                   *map(ints, work_list(q_len, q_len, p_len)))  # fmt: skip
+                   *map(ints, work_list(q_len, q_len, p_len)), wide=wide)  # fmt: skip
     runs = zip(p_start, p_len, q_start, q_len, strict=True)
     key_index = np.concatenate([np.r_[ps : ps + pl, qs : qs + ql] for ps, pl, qs, ql in runs])
     k_len = p_len + q_len
@@ -76,6 +76,7 @@ if __name__ == "__main__":
         "kernel_gqa2": max(kernel_vs_padded(s, 4, 2, 32) for s in range(3)),
         "kernel_gqa4": max(kernel_vs_padded(s, 8, 2, 16) for s in range(3, 5)),
         "kernel_mha": kernel_vs_padded(5, 2, 2, 64),
+        "kernel_64bit_offsets": kernel_vs_padded(6, 4, 2, 32, wide=True),
         "engine_prefix_reuse": engine_triton_vs_sdpa(sys.argv[1], True),
         "engine_no_prefix_reuse": engine_triton_vs_sdpa(sys.argv[1], False),
     }

@@ -78,6 +78,11 @@ def _ranges(starts, lengths) -> np.ndarray:
 _upload_streams: dict[torch.device, torch.cuda.Stream] = {}
 
 
+ALIGN_BYTES = 16
+"""Each uploaded array starts on a 16-byte boundary: compiled kernels assume aligned inputs (an
+unaligned one is copied first, a launch per array per layer)."""
+
+
 def upload(arrays: Sequence[np.ndarray], device: torch.device, dtype: torch.dtype = torch.int64) -> list[torch.Tensor]:
     """Copy int arrays to the device as one transfer, without making the host wait for the GPU.
 
@@ -85,20 +90,26 @@ def upload(arrays: Sequence[np.ndarray], device: torch.device, dtype: torch.dtyp
     kernels it would hold back the next batch's preparation (and a pinned buffer still waiting for
     its copy cannot be reused, so allocating another one would synchronise the whole device).
     """
-    sizes = [len(a) for a in arrays]
     np_dtype = np.int64 if dtype == torch.int64 else np.int32
-    host = torch.from_numpy(np.concatenate([np.asarray(a, dtype=np_dtype) for a in arrays]))
+    step = ALIGN_BYTES // np.dtype(np_dtype).itemsize
+    sizes = [len(a) for a in arrays]
+    starts = np.concatenate([[0], np.cumsum([-(-n // step) * step for n in sizes])])
+    buffer = np.zeros(int(starts[-1]), dtype=np_dtype)
+    for a, start, n in zip(arrays, starts, sizes):
+        buffer[start : start + n] = a
+    host = torch.from_numpy(buffer)
     if device.type != "cuda":
-        return list(host.to(device).split(sizes))
-    stream = _upload_streams.get(device)
-    if stream is None:
-        stream = _upload_streams[device] = torch.cuda.Stream(device)
-    compute = torch.cuda.current_stream(device)
-    with torch.cuda.stream(stream):  # allocated from the side stream's pool, so no need to wait for compute
-        flat = host.pin_memory().to(device, non_blocking=True)
-    compute.wait_stream(stream)
-    flat.record_stream(compute)  # and not reused before compute is done with it
-    return list(flat.split(sizes))
+        flat = host.to(device)
+    else:
+        stream = _upload_streams.get(device)
+        if stream is None:
+            stream = _upload_streams[device] = torch.cuda.Stream(device)
+        compute = torch.cuda.current_stream(device)
+        with torch.cuda.stream(stream):  # allocated from the side stream's pool, so no need to wait for compute
+            flat = host.pin_memory().to(device, non_blocking=True)
+        compute.wait_stream(stream)
+        flat.record_stream(compute)  # and not reused before compute is done with it
+    return [flat[start : start + n] for start, n in zip(starts.tolist(), sizes)]
 
 
 @dataclass
@@ -120,11 +131,12 @@ def _layout_arrays(seqs: _Seqs) -> tuple[list[np.ndarray], Callable[..., SeqLayo
     arrays = [_cu(seqs.q_len), _cu(k_total), seqs.q_start, seqs.q_len, seqs.k_start, seqs.k_len]
     arrays += [seqs.p_start, seqs.p_len, work_seq, work_block]
 
-    def build(tensors: list[torch.Tensor], key_index: torch.Tensor | None) -> SeqLayout:
+    def build(tensors: list[torch.Tensor], key_index: torch.Tensor | None, tokens: int) -> SeqLayout:
         cu_q, cu_k, *rest = tensors
         max_q = int(seqs.q_len.max()) if len(seqs.q_len) else 0
         max_k = int(k_total.max()) if len(k_total) else 0
-        return SeqLayout(cu_q, cu_k, max_q, max_k, key_index=key_index, segments=Segments(*rest))
+        segments = Segments(*rest, wide=tokens >= triton_attention.WIDE_TOKENS)
+        return SeqLayout(cu_q, cu_k, max_q, max_k, key_index=key_index, segments=segments)
 
     return arrays, build
 
@@ -177,10 +189,11 @@ def pack(pairs: Sequence[Pair], device: torch.device, reuse_prefix: bool = True)
     main_arrays, build_main = _layout_arrays(main)
     final_arrays, build_final = _layout_arrays(final)
     small = upload(main_arrays + final_arrays, device, torch.int32)
+    pair_keys = keys_t[pair_keys_start:]
     return PackedBatch(
         ids=ids_t,
         pos=pos_t,
-        layout=build_main(small[: len(main_arrays)], keys_t if reuse_prefix else None),
+        layout=build_main(small[: len(main_arrays)], keys_t if reuse_prefix else None, len(ids)),
         last=last_t,
-        last_layout=build_final(small[len(main_arrays) :], keys_t[pair_keys_start:] if reuse_prefix else None),
+        last_layout=build_final(small[len(main_arrays) :], pair_keys if reuse_prefix else None, len(ids)),
     )

@@ -320,7 +320,8 @@ class Reranker:
 
         def on_pairs(pairs: list[Pair]) -> None:
             ready.extend(pairs)
-            if sum(p.num_tokens for p in ready) >= min(STREAM_TOKENS, self.max_batch_tokens):
+            # the first slice goes at once (the GPU idles until then); later ones in bigger passes
+            if not launched or sum(p.num_tokens for p in ready) >= min(STREAM_TOKENS, self.max_batch_tokens):
                 launched.extend(self._launch(ready))
                 ready.clear()
 

@@ -38,6 +38,10 @@ ROWS = 64
 BLOCK_N = 32
 NUM_WARPS = 4
 NUM_STAGES = 3
+WIDE_TOKENS = 2**31 // 16384
+"""Batches of more tokens address rows with 64-bit offsets (a row of q/k/v spans at most 16384
+elements: 128 heads of 128). Decided per batch on the host: a size test inside compiled code would
+add a shape guard, which measurably changed inductor's other kernels."""
 
 
 @dataclass
@@ -57,6 +61,7 @@ class Segments:
     p_len: torch.Tensor
     work_seq: torch.Tensor
     work_block: torch.Tensor
+    wide: bool = False  # token offsets need 64 bits (see WIDE_TOKENS)
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         """The fields in order (spelled out: ``torch.compile`` traces this)."""
@@ -99,6 +104,13 @@ def supports(q: torch.Tensor) -> bool:
 
 
 if triton is not None:
+
+    @triton.jit
+    def _rows(first, offsets, WIDE: tl.constexpr):
+        """Token rows ``first + offsets``, 64-bit only where a batch is so big that 32 bits overflow."""
+        if WIDE:
+            first = first.to(tl.int64)
+        return first + offsets
 
     @triton.jit
     def _fold_tile(acc, m_i, l_i, q, k_ptrs, v_ptrs, load_ok, visible, QK_SCALE: tl.constexpr, MASKED: tl.constexpr):
@@ -149,6 +161,7 @@ if triton is not None:
         BLOCK_M: tl.constexpr,
         BLOCK_N: tl.constexpr,
         HEAD_DIM: tl.constexpr,
+        WIDE: tl.constexpr,  # offsets past 2**31 elements: 64-bit address arithmetic
     ):
         pid = tl.program_id(0)
         head0 = tl.program_id(1) * HEADS
@@ -169,7 +182,7 @@ if triton is not None:
         d = tl.arange(0, HEAD_DIM)
         n = tl.arange(0, BLOCK_N)
         row_ok = tok < ql
-        q_rows = (qs + tok).to(tl.int64)
+        q_rows = _rows(qs, tok, WIDE)
         q_ptrs = Q + q_rows[:, None] * stride_qt + head[:, None] * stride_qh + d[None, :]
         q = tl.load(q_ptrs, mask=row_ok[:, None], other=0.0)
         k_cols = K + kv_head * stride_kh + d[None, :]
@@ -181,7 +194,7 @@ if triton is not None:
         # 1. The prefix: every key is visible to every query.
         for start in range(0, pl, BLOCK_N):
             cols = start + n
-            rows_k = (ps + cols).to(tl.int64)[:, None]
+            rows_k = _rows(ps, cols, WIDE)[:, None]
             ok = cols < pl
             acc, m_i, l_i = _fold_tile(
                 acc, m_i, l_i, q, k_cols + rows_k * stride_kt, v_cols + rows_k * stride_vt, ok, ok[None, :],
@@ -194,13 +207,13 @@ if triton is not None:
         full = ((mb * BLOCK_M + offset + 1) // BLOCK_N) * BLOCK_N
         end = tl.minimum(kl, (mb + 1) * BLOCK_M + offset)
         for start in range(0, full, BLOCK_N):
-            rows_k = (ks + start + n).to(tl.int64)[:, None]
+            rows_k = _rows(ks + start, n, WIDE)[:, None]
             acc, m_i, l_i = _fold_tile(
                 acc, m_i, l_i, q, k_cols + rows_k * stride_kt, v_cols + rows_k * stride_vt, n, n, QK_SCALE, False
             )
         for start in range(full, end, BLOCK_N):
             cols = start + n
-            rows_k = (ks + cols).to(tl.int64)[:, None]
+            rows_k = _rows(ks, cols, WIDE)[:, None]
             ok = cols < kl
             visible = (cols[None, :] <= tok[:, None] + offset) & ok[None, :]
             acc, m_i, l_i = _fold_tile(
@@ -226,6 +239,7 @@ def _run(kernel, q, k, v, seg: Segments, scale: float, **tuning) -> torch.Tensor
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
         QK_SCALE=scale * 1.4426950408889634,
         GROUP=group, HEADS=heads, BLOCK_M=block_m, BLOCK_N=tuning.get("block_n", BLOCK_N), HEAD_DIM=dim,
+        WIDE=seg.wide,
         num_warps=tuning.get("num_warps", NUM_WARPS), num_stages=tuning.get("num_stages", NUM_STAGES),
     )  # fmt: skip
     return out
@@ -247,8 +261,9 @@ if triton is not None:
         work_seq: torch.Tensor,
         work_block: torch.Tensor,
         scale: float,
+        wide: bool,
     ) -> torch.Tensor:
-        seg = Segments(q_start, q_len, k_start, k_len, p_start, p_len, work_seq, work_block)
+        seg = Segments(q_start, q_len, k_start, k_len, p_start, p_len, work_seq, work_block, wide)
         return _run(torch.library.wrap_triton(_packed_attention_kernel), q, k, v, seg, scale)
 
 
@@ -260,5 +275,5 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seg: Seg
     tile sizes (for tuning runs; the work list must be built with the same ``block_m``).
     """
     if torch.compiler.is_compiling() and not tuning:
-        return torch.ops.rankserve.packed_attention(q, k, v, *seg.tensors(), scale)
+        return torch.ops.rankserve.packed_attention(q, k, v, *seg.tensors(), scale, seg.wide)
     return _run(_packed_attention_kernel, q, k, v, seg, scale, **tuning)
