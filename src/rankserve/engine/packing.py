@@ -3,8 +3,9 @@
 Pairs are sorted by length and cut into micro-batches of at most ``max_batch_tokens``
 tokens. Within a batch, tokens are concatenated with no padding. With prefix reuse each
 distinct prefix (system prompt + instruction + query) appears once; every document's keys
-are then "its prefix's keys, then its own", expressed as an index into the concatenation
-``[prefix keys; document keys]``.
+are then "its prefix's keys, then its own", described both as an index into the concatenation
+``[prefix keys; document keys]`` (FlashAttention, SDPA) and as per-sequence start/length pairs
+read in place (the Triton kernel).
 """
 
 from __future__ import annotations
