@@ -34,11 +34,13 @@ def test_kernel_and_engine_match_padded_attention(tiny_qwen_dir):
 
 
 def test_work_list_covers_every_query_block_heaviest_first():
-    q_len = np.array([1, BLOCK_M, BLOCK_M + 1, 5 * BLOCK_M - 3])
-    k_len = q_len.copy()
-    p_len = np.array([0, 70, 70, 0])
+    q_len = np.array([1, BLOCK_M, BLOCK_M + 1, 5 * BLOCK_M - 3, 1])
+    k_len = q_len + np.array([0, 0, 0, 0, 3 * BLOCK_M])  # the last: one query after many keys (the final layer)
+    p_len = np.array([0, 70, 70, 0, 10])
     seq, block = work_list(q_len, k_len, p_len)
     blocks = -(-q_len // BLOCK_M)
-    assert sorted(zip(seq.tolist(), block.tolist())) == [(s, b) for s in range(4) for b in range(blocks[s])]
-    keys = p_len[seq] + np.minimum(k_len[seq], (block + 1) * BLOCK_M)
+    assert sorted(zip(seq.tolist(), block.tolist())) == [(s, b) for s in range(5) for b in range(blocks[s])]
+    keys = p_len[seq] + np.minimum(k_len[seq], (block + 1) * BLOCK_M + (k_len - q_len)[seq])
     assert (np.diff(keys) <= 0).all()  # the programs with most keys to read are launched first
+    # keys read: 157 and 128 by the long sequence's last two blocks, then 10 + 97 by the lone final query
+    assert list(zip(seq[:3].tolist(), block[:3].tolist())) == [(3, 4), (3, 3), (4, 0)]

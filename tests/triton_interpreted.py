@@ -53,21 +53,39 @@ def kernel_vs_padded(seed: int, hq: int, hkv: int, dim: int, wide: bool = False)
     attention.set_backend("sdpa")
     want = attention.attention(q, k, v, layout, dim**-0.5)
     attention.set_backend("triton")
-    assert attention.kernel_for(q, layout) == "triton"
+    assert attention.kernel_for(q, layout, k, v) == "triton"
     got = triton_attention.packed_attention(q, k, v, seg, dim**-0.5)
+    # The final layer's layout: each document's last token alone (query i), reading its prefix and own keys.
+    docs = np.arange(n_prefix, len(q_len))
+    last = q_start[docs] + q_len[docs] - 1
+    ones = np.ones(len(docs), dtype=np.int64)
+    final = Segments(ints(np.arange(len(docs))), ints(ones), ints(q_start[docs]), ints(q_len[docs]),
+                     ints(p_start[docs]), ints(p_len[docs]), *map(ints, work_list(ones, q_len[docs], p_len[docs])),
+                     wide=wide)  # fmt: skip
+    got_last = triton_attention.packed_attention(q[torch.tensor(last)], k, v, final, dim**-0.5)
     attention.set_backend("auto")
-    return float((got - want).abs().max())
+    return max(float((got - want).abs().max()), float((got_last - want[torch.tensor(last)]).abs().max()))
 
 
 def engine_triton_vs_sdpa(model_dir: str, reuse_prefix: bool) -> float:
     """The whole engine (fp32), several requests sharing batches, with each kernel."""
     rr = Reranker.from_pretrained(model_dir, device="cpu", dtype="float32", prefix_reuse=reuse_prefix)
     requests = [ScoreRequest(QUERIES[0], DOCS), ScoreRequest(QUERIES[1], DOCS[:5] + ["x"], "Judge by dates")]
-    got = {}
+    got, calls = {}, []
+    kernel = triton_attention.packed_attention
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return kernel(*args, **kwargs)
+
+    triton_attention.packed_attention = counted  # attention() looks it up on the module
     for backend in ("sdpa", "triton"):
         attention.set_backend(backend)
+        calls.clear()
         got[backend] = [d.score for r in rr.score_requests(requests) for d in r]
+        assert bool(calls) == (backend == "triton"), (backend, len(calls))  # the kernel ran, and only when asked
     attention.set_backend("auto")
+    triton_attention.packed_attention = kernel
     return max(abs(a - b) for a, b in zip(got["sdpa"], got["triton"], strict=True))
 
 

@@ -105,11 +105,11 @@ def varlen_available(t: torch.Tensor) -> bool:
     return t.is_cuda and t.dtype in (torch.float16, torch.bfloat16) and t.shape[-1] <= 256 and t.device not in _no_flash
 
 
-def kernel_for(q: torch.Tensor, layout: SeqLayout) -> str:
-    """``triton``, ``flash`` or ``sdpa``: which kernel :func:`attention` runs for these queries."""
+def kernel_for(q: torch.Tensor, layout: SeqLayout, *kv: torch.Tensor) -> str:
+    """``triton``, ``flash`` or ``sdpa``: which kernel :func:`attention` runs for these queries (and keys/values)."""
     if _backend == "sdpa":
         return "sdpa"
-    if layout.segments is not None and triton_attention.supports(q):
+    if layout.segments is not None and triton_attention.supports(q, *kv):
         if _backend == "triton" or (_backend == "auto" and q.device in _triton_devices):
             return "triton"
     return "flash" if varlen_available(q) else "sdpa"
@@ -120,7 +120,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: SeqLayo
 
     k/v hold each token's keys once; ``layout`` says which keys each query sequence reads.
     """
-    kernel = kernel_for(q, layout)
+    kernel = kernel_for(q, layout, k, v)
     if kernel == "triton":
         return triton_attention.packed_attention(q, k, v, layout.segments, scale)
     if layout.key_index is not None:

@@ -27,6 +27,8 @@ try:
     import triton.language as tl
 except ImportError:  # CPU-only installs: the other attention kernels are used there
     triton = None
+if not hasattr(torch.library, "triton_op"):  # torch < 2.6 cannot put a Triton kernel into compiled code
+    triton = None
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 """Triton's interpreter runs the kernel on CPU tensors (slowly): how the tests check it without a GPU."""
@@ -39,10 +41,13 @@ ROWS = 64
 BLOCK_N = 32
 NUM_WARPS = 4
 NUM_STAGES = 3
-WIDE_TOKENS = 2**31 // 16384
-"""Batches of more tokens address rows with 64-bit offsets, which cost ~30% (a row of q/k/v spans at
-most 16384 elements, 128 heads of 128; Qwen3-8B's span 6144). Decided per batch on the host: a size
-test inside compiled code adds a shape guard, after which inductor generated slower kernels elsewhere."""
+MAX_ROW = 16384
+"""The longest row (token) of q/k/v the kernel takes, in elements: 128 heads of 128 (Qwen3-8B's
+q/k/v rows span 6144). Checked by :func:`supports` on strides, which are fixed per model."""
+WIDE_TOKENS = 2**31 // MAX_ROW
+"""Batches of more tokens address rows with 64-bit offsets, which cost ~30%. Decided per batch on the
+host: a size test inside compiled code adds a shape guard, after which inductor generated slower
+kernels elsewhere."""
 
 
 @dataclass
@@ -92,12 +97,15 @@ def available() -> bool:
     return triton is not None
 
 
-def supports(q: torch.Tensor) -> bool:
-    """Whether the kernel runs for these queries: fp16/bf16 on CUDA, or anything under the interpreter."""
+def supports(q: torch.Tensor, *kv: torch.Tensor) -> bool:
+    """Whether the kernel runs for these queries (and keys/values): fp16/bf16 on CUDA, or anything under
+    the interpreter; rows of at most ``MAX_ROW`` elements (what :data:`WIDE_TOKENS` assumes)."""
     if triton is None:
         return False
     d = q.shape[-1]
     if d & (d - 1) or not 16 <= d <= 256:
+        return False
+    if any(t.stride(0) > MAX_ROW or t.stride(-1) != 1 for t in (q, *kv)):
         return False
     if q.is_cuda:
         return q.dtype in (torch.float16, torch.bfloat16)
