@@ -83,11 +83,10 @@ def decoder_layer(x, w, cos, sin, layout, scale: float, eps: float, n_q: int, n_
     return post_attention(x, o, o_w, ln2, gate_up, down, eps)
 
 
-def _token_dims_dynamic(*tensors: torch.Tensor | None) -> None:
+def _token_dims_dynamic(*tensors: torch.Tensor) -> None:
     """Tell ``torch.compile`` that these first dimensions (token and pair counts) change from call to call."""
     for t in tensors:
-        if t is not None:
-            torch._dynamo.maybe_mark_dynamic(t, 0)
+        torch._dynamo.maybe_mark_dynamic(t, 0)
 
 
 def _to_fp8(w: tuple) -> tuple:

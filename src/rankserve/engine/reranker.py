@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 8192
 STREAM_TOKENS = 12288
-"""With streamed preparation, queue a forward pass once this many tokens of pairs are tokenized."""
+"""With streamed preparation, queue a forward pass (after the first) once this many tokens of pairs are ready."""
 ROBERTA_FAMILY = ("roberta", "xlm-roberta", "camembert")  # positions start after the padding index
 
 
@@ -307,9 +307,10 @@ class Reranker:
     def score_requests(self, requests: Sequence[ScoreRequest]) -> list[list[DocScore]]:
         """Score many requests with their pairs sharing micro-batches.
 
-        With :attr:`stream_prepare` (on by default on CUDA) tokenization and the GPU overlap: a
-        micro-batch is queued as soon as ``STREAM_TOKENS`` tokens of pairs are ready, and the GPU
-        works on it while the next documents are tokenized.
+        With :attr:`stream_prepare` (on by default on CUDA) tokenization and the GPU overlap: the
+        first slice's pairs are queued as soon as they are tokenized, later ones once
+        ``STREAM_TOKENS`` tokens of pairs are ready, and the GPU works on them while the next
+        documents are tokenized.
         """
         if not self.stream_prepare or self.scorer is None:
             prepared = [self.prepare(r) for r in requests]

@@ -281,7 +281,7 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seg: Seg
 
     Inside ``torch.compile`` the kernel goes in as a Triton op, so inductor launches it from the
     compiled code like its own kernels; eagerly it is launched directly. ``tuning`` overrides the
-    tile sizes (for tuning runs; the work list must be built with the same ``block_m``).
+    tile sizes (``scripts/tune_attention.py``; the work list must be built with the same ``block_m``).
     """
     if torch.compiler.is_compiling() and not tuning:
         return torch.ops.rankserve.packed_attention(q, k, v, *seg.tensors(), scale, seg.wide)
