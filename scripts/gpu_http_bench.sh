@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # HTTP load test recorded in BENCHMARKS.md: the real server (random weights of each Qwen3-Reranker
 # size, compiled) under Poisson load of 20-document requests; a separate process generates the load.
-# Usage: scripts/gpu_http_bench.sh [OUTDIR] [SHARED_DIR]   (MODELS="0.6b 4b 8b" RATES=... DURATION=...)
+# Usage: scripts/gpu_http_bench.sh [OUTDIR] [SHARED_DIR]   (MODELS="0.6b 4b 8b" RATES=... DURATION=...
+#        SERVE_ARGS="--no-cuda-graphs" ...)
 set -uo pipefail
 out=${1:-bench-out}
 S=${2:-../shared}
@@ -9,7 +10,7 @@ mkdir -p "$out"
 port=8100
 for size in ${MODELS:-0.6b 4b 8b}; do
   PYTHONUNBUFFERED=1 python3 -m rankserve.bench.serve_random --config "$S/models/qwen3-reranker-$size/config.json" \
-    --tokenizer "$S/qwen3-tokenizer" --port $port > "$out/server-$size.log" 2>&1 &
+    --tokenizer "$S/qwen3-tokenizer" --port $port ${SERVE_ARGS:-} > "$out/server-$size.log" 2>&1 &
   pid=$!
   python3 - <<PY || { echo "server for $size did not start:"; tail -5 "$out/server-$size.log"; continue; }
 import os, sys, time, httpx

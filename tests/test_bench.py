@@ -98,7 +98,7 @@ def test_bench_rejects_unknown_variants(tiny_qwen_dir):
     )  # fmt: skip
     assert (
         proc.returncode != 0
-        and "--variants takes a comma-separated list of eager, compile, flash, fp8 (or auto alone)"
+        and "--variants takes a comma-separated list of eager, compile, nograph, flash, fp8 (or auto alone)"
         in proc.stderr + proc.stdout
     )
     assert "Traceback" not in proc.stderr

@@ -244,9 +244,10 @@ def test_uploaded_index_arrays_keep_their_values_and_start_aligned(dtype):
     from rankserve.engine.packing import upload
 
     arrays = [np.arange(5), np.arange(3) + 10, np.zeros(0, dtype=np.int64), np.arange(7) + 100]
-    out = upload(arrays, torch.device("cpu"), dtype)
+    flat, out = upload(arrays, torch.device("cpu"), dtype)
     assert [t.tolist() for t in out] == [a.tolist() for a in arrays]
     assert all(t.dtype == dtype and t.data_ptr() % 16 == 0 for t in out)
+    assert all(t.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr() for t in out)
 
 
 @pytest.mark.parametrize("fixture", ["tiny_qwen_dir", "tiny_bert_dir"])

@@ -89,6 +89,28 @@ def engine_triton_vs_sdpa(model_dir: str, reuse_prefix: bool) -> float:
     return max(abs(a - b) for a, b in zip(got["sdpa"], got["triton"], strict=True))
 
 
+def padded_vs_unpadded(model_dir: str, reuse_prefix: bool) -> float:
+    """Batches packed into a CUDA graph's fixed sizes (more tokens, pairs and programs than needed, or
+    exactly as many pairs) score their pairs as the unpadded batch does."""
+    from rankserve.engine.packing import Shape, pack, packed_tokens
+
+    rr = Reranker.from_pretrained(model_dir, device="cpu", dtype="float32", prefix_reuse=reuse_prefix)
+    requests = [ScoreRequest(QUERIES[0], DOCS[:4]), ScoreRequest(QUERIES[1], DOCS[4:7] + ["x"], "Judge by dates")]
+    pairs = [pair for r in requests for pair in rr.prepare(r).pairs]
+    tokens = packed_tokens(pairs, reuse_prefix)
+    attention.set_backend("triton")
+    worst = 0.0
+    with torch.inference_mode():
+        want = rr.scorer(pack(pairs, rr.device, reuse_prefix))
+        assert pack(pairs, rr.device, reuse_prefix).ids.numel() == tokens
+        for shape in (Shape(tokens + 77, len(pairs) + 5), Shape(tokens, len(pairs))):
+            got = rr.scorer(pack(pairs, rr.device, reuse_prefix, shape))
+            assert got.shape == (shape.pairs,)
+            worst = max(worst, float((got[: len(pairs)] - want).abs().max()))
+    attention.set_backend("auto")
+    return worst
+
+
 if __name__ == "__main__":
     out = {
         "kernel_gqa2": max(kernel_vs_padded(s, 4, 2, 32) for s in range(3)),
@@ -97,5 +119,7 @@ if __name__ == "__main__":
         "kernel_64bit_offsets": kernel_vs_padded(6, 4, 2, 32, wide=True),
         "engine_prefix_reuse": engine_triton_vs_sdpa(sys.argv[1], True),
         "engine_no_prefix_reuse": engine_triton_vs_sdpa(sys.argv[1], False),
+        "padded_prefix_reuse": padded_vs_unpadded(sys.argv[1], True),
+        "padded_no_prefix_reuse": padded_vs_unpadded(sys.argv[1], False),
     }
     print(json.dumps(out))

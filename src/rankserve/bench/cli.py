@@ -27,7 +27,8 @@ def bench(
     warmup: int = typer.Option(2, help="Untimed warm-up runs per workload."),
     variants: str = typer.Option(
         "auto",
-        help="Engine variants to time, comma-separated: eager, compile, flash (compiled, FlashAttention-2 "
+        help="Engine variants to time, comma-separated: eager, compile (with CUDA graphs for small batches "
+        "where they run), nograph (compiled, no CUDA graphs), flash (compiled, FlashAttention-2 "
         "instead of the Triton attention kernel used on Hopper), fp8 (compiled, FP8 projections; "
         "its rank correlation with the full-precision variant timed before it is reported). "
         "auto: what `rankserve serve` runs (compile on CUDA, eager elsewhere).",

@@ -54,9 +54,10 @@ def work_flops(hf_model, tokens: int, lengths: list[int]) -> float:
     return 2.0 * core_params(hf_model) * tokens + attn
 
 
-VARIANTS = ("eager", "compile", "flash", "fp8")
-"""Engine variants: plain PyTorch; ``torch.compile``; compiled but with FlashAttention-2 where ``compile``
-runs our Triton attention kernel (Hopper), to compare the two in one run; compiled with FP8 projections (Hopper/Ada)."""
+VARIANTS = ("eager", "compile", "nograph", "flash", "fp8")
+"""Engine variants: plain PyTorch; ``torch.compile`` with CUDA graphs for small batches where they run (what
+``serve`` runs); compiled without CUDA graphs; compiled but with FlashAttention-2 where ``compile`` runs our
+Triton attention kernel (Hopper), to compare the two in one run; compiled with FP8 projections (Hopper/Ada)."""
 
 
 def parse_variants(spec: str, device: torch.device) -> tuple[str, ...]:
@@ -127,15 +128,20 @@ def bench_model(
     for variant in variants:  # checked by parse_variants
         impl = "rankserve" if variant == "eager" else f"rankserve+{variant}"
         _use_attention("flash" if variant == "flash" else "auto")
+        torch._dynamo.reset()  # each variant compiles afresh, as a new server process would
         reranker = Reranker.from_model(
             hf_model,
             tokenizer,
             name,
             max_length=max_length,
             # fp8 compiles where serving compiles (CUDA); on a CPU it measures the FP8 maths alone
-            compile=variant in ("compile", "flash") or (variant == "fp8" and device.type == "cuda"),
+            compile=variant in ("compile", "nograph", "flash") or (variant == "fp8" and device.type == "cuda"),
             quantize="fp8" if variant == "fp8" else None,
+            cuda_graphs=variant != "nograph",
         )
+        reranker.warmup()  # as `serve` does at load: compiles, records CUDA graphs where they help
+        if reranker.graphs is not None:
+            log.info("%s %s: %r", name, variant, reranker.graphs)
         for w in workloads:
             rows.append(measure(impl, w, lambda w=w, r=reranker: r.score(w.query, w.documents, truncation="head")))
             if not compare:
@@ -191,6 +197,12 @@ def check_scores(hf_model, tokenizer, name: str, workload: Workload, n_docs: int
     finally:
         attention.set_backend("auto")
     out["fast_vs_padded_max_abs"] = _max_delta(fast, padded)
+    reranker.warmup()  # records CUDA graphs where they run: the same documents one at a time, replayed
+    if reranker.graphs is not None:
+        replayed = [reranker.score(workload.query, [d])[0].score for d in docs]
+        reranker.graphs = None
+        launched = [reranker.score(workload.query, [d])[0].score for d in docs]
+        out["graph_vs_launched_max_abs"] = _max_delta(replayed, launched)
     recipe_native = OfficialRecipe(hf_model, tokenizer).scores(workload.query, docs)
     out["native_vs_recipe_max_abs"] = _max_delta(fast, recipe_native)
     out["native_vs_recipe_spearman"] = _spearman(fast, recipe_native)

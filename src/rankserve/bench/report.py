@@ -113,4 +113,9 @@ def print_all(console: Console, rows: list[dict], checks: list[dict], title: str
             f"{c['fp32_max_abs']:.2e} (must be ≤ 1e-3); native dtype: fast vs padded attention "
             f"max|Δ| = {c['fast_vs_padded_max_abs']:.2e}, engine vs recipe max|Δ| = "
             f"{c['native_vs_recipe_max_abs']:.2e}, Spearman {c['native_vs_recipe_spearman']:.4f}"
+            + (
+                f", CUDA graph vs launched max|Δ| = {c['graph_vs_launched_max_abs']:.2e}"
+                if "graph_vs_launched_max_abs" in c
+                else ""
+            )
         )

@@ -21,6 +21,7 @@ def main(
     tokenizer: str = typer.Option(..., help="Tokenizer directory."),
     port: int = typer.Option(8100),
     compile: bool = typer.Option(True, "--compile/--no-compile"),
+    cuda_graphs: bool = typer.Option(True, "--cuda-graphs/--no-cuda-graphs"),
     max_batch_tokens: int = typer.Option(None),
 ) -> None:
     from rankserve.bench.engine_bench import load_causal_lm
@@ -31,7 +32,9 @@ def main(
     logging.basicConfig(level=logging.INFO)
     dev = torch.device("cuda")
     hf_model, tok, name = load_causal_lm(None, config, tokenizer, dev, torch.bfloat16)
-    reranker = Reranker.from_model(hf_model, tok, name, compile=compile, max_batch_tokens=max_batch_tokens)
+    reranker = Reranker.from_model(
+        hf_model, tok, name, compile=compile, max_batch_tokens=max_batch_tokens, cuda_graphs=cuda_graphs
+    )
     reranker.warmup()
     settings = ServerSettings(model=name, host="127.0.0.1", port=port, request_timeout=120)
     app = create_app(settings, reranker=reranker, mount_ui=False)

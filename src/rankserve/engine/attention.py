@@ -105,13 +105,20 @@ def varlen_available(t: torch.Tensor) -> bool:
     return t.is_cuda and t.dtype in (torch.float16, torch.bfloat16) and t.shape[-1] <= 256 and t.device not in _no_flash
 
 
+def uses_triton(q: torch.Tensor, *kv: torch.Tensor) -> bool:
+    """Whether queries (and keys/values) like these go to the Triton kernel, given a layout that has
+    :class:`Segments`. Its launches do not depend on sequence lengths: a CUDA graph can record it."""
+    if not triton_attention.supports(q, *kv):
+        return False
+    return _backend == "triton" or (_backend == "auto" and q.device in _triton_devices)
+
+
 def kernel_for(q: torch.Tensor, layout: SeqLayout, *kv: torch.Tensor) -> str:
     """``triton``, ``flash`` or ``sdpa``: which kernel :func:`attention` runs for these queries (and keys/values)."""
     if _backend == "sdpa":
         return "sdpa"
-    if layout.segments is not None and triton_attention.supports(q, *kv):
-        if _backend == "triton" or (_backend == "auto" and q.device in _triton_devices):
-            return "triton"
+    if layout.segments is not None and uses_triton(q, *kv):
+        return "triton"
     return "flash" if varlen_available(q) else "sdpa"
 
 

@@ -61,6 +61,41 @@ class PackedBatch:
     layout: SeqLayout  # query sequences = prefixes then pairs, and the keys each one reads
     last: torch.Tensor  # [N] index in `ids` of each pair's last token
     last_layout: SeqLayout  # the final layer's: each pair's last token is its only query
+    buffers: tuple[torch.Tensor, ...] = ()  # the device arrays all of the above are views of
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Fixed array sizes to pack a batch into, whatever its content: what a CUDA graph is recorded for.
+
+    Padding tokens belong to no sequence, padding sequences and pairs have no tokens, and the
+    Triton kernel's work list is filled up with programs of an empty sequence (which return at
+    once), so a padded batch scores its real pairs exactly as an unpadded one.
+    """
+
+    tokens: int
+    pairs: int
+
+    @property
+    def seqs(self) -> int:
+        """Query sequences: at most one prefix per pair, plus an empty one padding programs point at."""
+        return 2 * self.pairs + 1
+
+    @property
+    def work(self) -> int:
+        """Programs of the kernel's work list: sum(ceil(len / BLOCK_M)) < tokens / BLOCK_M + sequences."""
+        return self.tokens // triton_attention.BLOCK_M + self.seqs
+
+    def fits(self, tokens: int, pairs: int) -> bool:
+        return tokens <= self.tokens and pairs <= self.pairs
+
+
+def packed_tokens(pairs: Sequence[Pair], reuse_prefix: bool = True) -> int:
+    """How many tokens :func:`pack` lays out for these pairs (each distinct prefix once, with reuse)."""
+    own = sum(len(p.tokens) for p in pairs)
+    if reuse_prefix:
+        return own + sum(len(prefix) for prefix in {p.prefix for p in pairs})
+    return own + sum(len(p.prefix) for p in pairs)
 
 
 def _cu(lengths: list[int]) -> np.ndarray:
@@ -84,8 +119,12 @@ ALIGN_BYTES = 16
 unaligned one is copied first, a launch per array per layer)."""
 
 
-def upload(arrays: Sequence[np.ndarray], device: torch.device, dtype: torch.dtype = torch.int64) -> list[torch.Tensor]:
+def upload(
+    arrays: Sequence[np.ndarray], device: torch.device, dtype: torch.dtype = torch.int64
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Copy int arrays to the device as one transfer, without making the host wait for the GPU.
+
+    Returns the device buffer and a view of it per array.
 
     On CUDA the copy runs on a side stream from pinned memory: queued behind the compute stream's
     kernels it would hold back the next batch's preparation (and a pinned buffer still waiting for
@@ -110,7 +149,7 @@ def upload(arrays: Sequence[np.ndarray], device: torch.device, dtype: torch.dtyp
             flat = host.pin_memory().to(device, non_blocking=True)
         compute.wait_stream(stream)
         flat.record_stream(compute)  # and not reused before compute is done with it
-    return [flat[start : start + n] for start, n in zip(starts.tolist(), sizes)]
+    return flat, [flat[start : start + n] for start, n in zip(starts.tolist(), sizes)]
 
 
 @dataclass
@@ -124,11 +163,31 @@ class _Seqs:
     p_start: np.ndarray  # prefix keys read before the own ones (p_len 0: none)
     p_len: np.ndarray
 
+    def padded(self, n: int) -> _Seqs:
+        """The same sequences followed by empty ones, ``n`` in all."""
+        fields = (self.q_start, self.q_len, self.k_start, self.k_len, self.p_start, self.p_len)
+        return _Seqs(*(_pad(a, n) for a in fields))
 
-def _layout_arrays(seqs: _Seqs) -> tuple[list[np.ndarray], Callable[..., SeqLayout]]:
-    """The int32 arrays a layout needs, and how to build the layout from their device copies."""
+
+def _pad(a: np.ndarray, n: int, value: int = 0) -> np.ndarray:
+    if len(a) > n:
+        raise ValueError(f"{len(a)} entries do not fit in {n}")
+    out = np.full(n, value, dtype=a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+def _layout_arrays(seqs: _Seqs, work: int | None = None) -> tuple[list[np.ndarray], Callable[..., SeqLayout]]:
+    """The int32 arrays a layout needs, and how to build the layout from their device copies.
+
+    ``work``: pad the kernel's work list to this many programs, of the last sequence (which must be empty).
+    """
     k_total = seqs.p_len + seqs.k_len
     work_seq, work_block = triton_attention.work_list(seqs.q_len, seqs.k_len, seqs.p_len)
+    if work is not None and len(work_seq) < work:
+        if seqs.q_len[-1]:
+            raise ValueError("padding programs need an empty last sequence")
+        work_seq, work_block = _pad(work_seq, work, len(seqs.q_len) - 1), _pad(work_block, work)
     arrays = [_cu(seqs.q_len), _cu(k_total), seqs.q_start, seqs.q_len, seqs.k_start, seqs.k_len]
     arrays += [seqs.p_start, seqs.p_len, work_seq, work_block]
 
@@ -142,12 +201,16 @@ def _layout_arrays(seqs: _Seqs) -> tuple[list[np.ndarray], Callable[..., SeqLayo
     return arrays, build
 
 
-def pack(pairs: Sequence[Pair], device: torch.device, reuse_prefix: bool = True) -> PackedBatch:
+def pack(
+    pairs: Sequence[Pair], device: torch.device, reuse_prefix: bool = True, shape: Shape | None = None
+) -> PackedBatch:
     """Lay out a micro-batch for :class:`~rankserve.engine.qwen3.Qwen3Scorer` and copy it to the device.
 
     Keys are described twice (both built here, on the host, while the GPU is busy): as an index
     that gathers each sequence's keys into one run (for FlashAttention and SDPA) and per sequence
     (:class:`~rankserve.engine.triton_attention.Segments`, for the Triton kernel, which reads them in place).
+    With a ``shape`` every array is padded to its sizes and only the Triton kernel's description is
+    built (the gather index has no fixed size): a CUDA graph's inputs.
     """
     n = len(pairs)
     own_lens = np.asarray([len(p.tokens) for p in pairs], dtype=np.int64)
@@ -163,12 +226,13 @@ def pack(pairs: Sequence[Pair], device: torch.device, reuse_prefix: bool = True)
         prefix_lens = np.asarray(prefix_lens, dtype=np.int64)
         pair_prefix_start = np.asarray([starts[p.prefix] for p in pairs], dtype=np.int64)
         pair_prefix_len = np.asarray([len(p.prefix) for p in pairs], dtype=np.int64)
-        token_lists = [np.asarray(p, dtype=np.int64) for p in starts] + [np.asarray(p.tokens) for p in pairs]
+        # (dtype given: numpy converts Python ints ~30% faster when it need not infer one)
+        token_lists = [np.asarray(p, dtype=np.int64) for p in [*starts, *(p.tokens for p in pairs)]]
     else:
         prefix_starts = prefix_lens = np.zeros(0, dtype=np.int64)
         pair_prefix_start, pair_prefix_len = zeros, zeros
         own_lens = own_lens + np.asarray([len(p.prefix) for p in pairs], dtype=np.int64)
-        token_lists = [np.asarray(list(p.prefix) + p.tokens) for p in pairs]
+        token_lists = [np.asarray(list(p.prefix) + p.tokens, dtype=np.int64) for p in pairs]
     own_starts = int(prefix_lens.sum()) + _cu(own_lens)[:-1].astype(np.int64)
     # Every query sequence: prefixes (causal over themselves), then pairs (their prefix, then causal over themselves).
     q_start = np.concatenate([prefix_starts, own_starts])
@@ -177,24 +241,33 @@ def pack(pairs: Sequence[Pair], device: torch.device, reuse_prefix: bool = True)
                  np.concatenate([0 * prefix_lens, pair_prefix_len]))  # fmt: skip
     # The final layer: each pair's last token alone, as query i of the last-token tensor.
     final = _Seqs(np.arange(n), np.ones(n, dtype=np.int64), own_starts, own_lens, pair_prefix_start, pair_prefix_len)
-    # The same keys as one gathered run per sequence: prefix keys, then own keys.
-    key_starts = np.stack([main.p_start, q_start], axis=1).ravel()
-    key_lens = np.stack([main.p_len, q_len], axis=1).ravel()
-    key_index = _ranges(key_starts, key_lens)
-    pair_keys_start = int(prefix_lens.sum())  # where the pairs' runs start in the gathered keys
-
     ids = np.concatenate(token_lists)
     pos = np.concatenate([_ranges(0 * prefix_lens, prefix_lens), _ranges(pair_prefix_len, own_lens)])
     last = own_starts + own_lens - 1
-    ids_t, pos_t, keys_t, last_t = upload([ids, pos, key_index, last], device)
-    main_arrays, build_main = _layout_arrays(main)
-    final_arrays, build_final = _layout_arrays(final)
-    small = upload(main_arrays + final_arrays, device, torch.int32)
-    pair_keys = keys_t[pair_keys_start:]
+    tokens = len(ids)
+    if shape is None:
+        # The same keys as one gathered run per sequence: prefix keys, then own keys.
+        key_starts = np.stack([main.p_start, q_start], axis=1).ravel()
+        key_lens = np.stack([main.p_len, q_len], axis=1).ravel()
+        big = [ids, pos, last, _ranges(key_starts, key_lens)]
+        main_arrays, build_main = _layout_arrays(main)
+        final_arrays, build_final = _layout_arrays(final)
+    else:
+        if not shape.fits(tokens, n):
+            raise ValueError(f"{n} pairs of {tokens} tokens do not fit in {shape}")
+        big = [_pad(ids, shape.tokens), _pad(pos, shape.tokens), _pad(last, shape.pairs)]
+        # unused padding pairs are empty sequences: with fewer pairs than the shape, the last one is one
+        main_arrays, build_main = _layout_arrays(main.padded(shape.seqs), shape.work)
+        final_arrays, build_final = _layout_arrays(final.padded(shape.pairs), shape.pairs)
+    flat64, (ids_t, pos_t, last_t, *keys) = upload(big, device)
+    flat32, small = upload(main_arrays + final_arrays, device, torch.int32)
+    keys_t = keys[0] if keys and reuse_prefix else None
+    pair_keys = keys_t[int(prefix_lens.sum()) :] if keys_t is not None else None  # the pairs' gathered runs
     return PackedBatch(
         ids=ids_t,
         pos=pos_t,
-        layout=build_main(small[: len(main_arrays)], keys_t if reuse_prefix else None, len(ids)),
+        layout=build_main(small[: len(main_arrays)], keys_t, tokens),
         last=last_t,
-        last_layout=build_final(small[len(main_arrays) :], pair_keys if reuse_prefix else None, len(ids)),
+        last_layout=build_final(small[len(main_arrays) :], pair_keys, tokens),
+        buffers=(flat64, flat32),
     )

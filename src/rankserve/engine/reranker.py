@@ -16,6 +16,7 @@ import torch
 
 from rankserve.defaults import QUANTIZATIONS
 from rankserve.engine import attention, loader
+from rankserve.engine.graphs import CudaGraphs
 from rankserve.engine.packing import pack, plan_batches
 from rankserve.engine.prepare import CrossEncoderPairBuilder, QwenPairBuilder, validate
 from rankserve.engine.qwen3 import Qwen3Scorer
@@ -120,6 +121,7 @@ class Reranker:
         prefix_reuse: bool,
         compile: bool = False,
         quantize: str | None = None,
+        cuda_graphs: bool = True,
     ) -> None:
         self.model_name = model_name
         self.quantize = quantize
@@ -131,6 +133,8 @@ class Reranker:
         self.max_length = max_length
         self.max_batch_tokens = max_batch_tokens
         self.prefix_reuse = prefix_reuse
+        self.cuda_graphs = cuda_graphs  # record them at warm-up where they help (see graphs.py)
+        self.graphs: CudaGraphs | None = None
         # Overlap tokenization with the GPU (see score_requests); pointless where the forward pass blocks.
         self.stream_prepare = device.type == "cuda"
         if self.kind == loader.CROSS_ENCODER:
@@ -156,6 +160,7 @@ class Reranker:
         prefix_reuse: bool = True,
         compile: bool | str = "auto",
         quantize: str | None = None,
+        cuda_graphs: bool = True,
     ) -> Reranker:
         """Load a Hugging Face id or local directory (see :mod:`rankserve.engine.loader`).
 
@@ -167,16 +172,22 @@ class Reranker:
         ``compile``: ``"auto"`` compiles the decoder layers with ``torch.compile`` on CUDA
         (fuses norms, rotary embedding and activations: 1.1-1.6x faster) and runs eagerly
         elsewhere; ``True``/``False`` force it. Compiling happens in :meth:`warmup`, here.
+
+        ``cuda_graphs``: record CUDA graphs for small batches at warm-up, where they run (Hopper
+        GPUs, see :mod:`rankserve.engine.graphs`) and only for the sizes where replaying beats
+        launching from Python.
         """
         dev = loader.resolve_device(device)
         dt = loader.resolve_dtype(dtype, dev)
         use_compile = dev.type == "cuda" if compile == "auto" else compile in (True, "on", "true", "yes", "1")
         check_quantize(quantize, loader.QWEN_CAUSAL, dev, dt)  # before a possibly long download
         loaded = loader.load(str(model), dev, dt)
-        reranker = cls._build(str(model), loaded, max_length, max_batch_tokens, prefix_reuse, use_compile, quantize)
+        reranker = cls._build(
+            str(model), loaded, max_length, max_batch_tokens, prefix_reuse, use_compile, quantize, cuda_graphs
+        )
         if reranker.scorer is not None:
             reranker.scorer.release_unquantized()  # the model is ours: drop what FP8 replaced
-        if use_compile:
+        if use_compile or (cuda_graphs and dev.type == "cuda"):
             reranker.warmup()
         return reranker
 
@@ -191,13 +202,19 @@ class Reranker:
         prefix_reuse: bool = True,
         compile: bool = False,
         quantize: str | None = None,
+        cuda_graphs: bool = True,
     ) -> Reranker:
-        """Wrap a model already in memory (e.g. random weights of a real architecture, for benchmarks)."""
+        """Wrap a model already in memory (e.g. random weights of a real architecture, for benchmarks).
+
+        Nothing is compiled or recorded until :meth:`warmup` (or the first requests) runs.
+        """
         loaded = loader.inspect_model(hf_model, tokenizer, name)
-        return cls._build(name, loaded, max_length, max_batch_tokens, prefix_reuse, compile, quantize)
+        return cls._build(name, loaded, max_length, max_batch_tokens, prefix_reuse, compile, quantize, cuda_graphs)
 
     @classmethod
-    def _build(cls, name, loaded, max_length, max_batch_tokens, prefix_reuse, compile=False, quantize=None) -> Reranker:
+    def _build(
+        cls, name, loaded, max_length, max_batch_tokens, prefix_reuse, compile=False, quantize=None, cuda_graphs=True
+    ) -> Reranker:
         param = next(loaded.model.parameters())
         dev, dt = param.device, param.dtype
         if int(max_length) < 1:
@@ -205,7 +222,7 @@ class Reranker:
         quantize = check_quantize(quantize, loaded.kind, dev, dt)
         max_length = min(int(max_length), model_limit(loaded))
         budget = int(max_batch_tokens or default_batch_tokens(dev))
-        reranker = cls(name, loaded, dev, dt, max_length, budget, prefix_reuse, compile, quantize)
+        reranker = cls(name, loaded, dev, dt, max_length, budget, prefix_reuse, compile, quantize, cuda_graphs)
         log.info(
             "loaded %s (%s) on %s, %s%s, max_length=%d",
             name,
@@ -224,6 +241,7 @@ class Reranker:
         it changes, so the warm-up requests vary everything that varies in real traffic: the
         number of pairs (one pair is specialised apart), the query's length and which is longer,
         the query or the longest document. If ``torch.compile`` fails here, fall back to eager mode.
+        Then CUDA graphs are recorded (where they run and help); if that fails, batches are launched.
         """
         if self.scorer is None:
             return
@@ -236,6 +254,22 @@ class Reranker:
             log.warning("torch.compile failed (%s: %s); running in eager mode", type(exc).__name__, exc)
             self.scorer.use_eager()
             self.score("warm up", ["one document"])
+        if self.cuda_graphs and self.graphs is None and self._graphs_run_here():
+            graphs = CudaGraphs(self.scorer, self.device, self.prefix_reuse)
+            try:
+                graphs.record(self.max_batch_tokens, len(self.builder.system_ids) + 24)
+            except Exception as exc:
+                log.warning("recording CUDA graphs failed (%s: %s); launching every batch", type(exc).__name__, exc)
+                return
+            self.graphs = graphs if graphs.graphs else None
+
+    def _graphs_run_here(self) -> bool:
+        """CUDA, and attention through the Triton kernel (whose launches do not depend on sequence lengths)."""
+        s = self.scorer
+        if self.device.type != "cuda" or s is None:
+            return False
+        qkv = torch.empty(1, s.n_q + 2 * s.n_kv, s.head_dim, device=self.device, dtype=self.dtype)
+        return attention.uses_triton(qkv[:, : s.n_q], qkv[:, s.n_q : s.n_q + s.n_kv], qkv[:, s.n_q + s.n_kv :])
 
     # ---- preparing -------------------------------------------------------------------------
     def prepare(self, request: ScoreRequest) -> PreparedRequest:
@@ -279,8 +313,10 @@ class Reranker:
     def _forward(self, batch: list[Pair]) -> torch.Tensor:
         """Probabilities in [0, 1] for one micro-batch."""
         if self.scorer is not None:
-            logits = self.scorer(pack(batch, self.device, self.prefix_reuse))
-            return torch.sigmoid(logits)
+            graph = self.graphs.find(batch) if self.graphs else None
+            if graph is not None:
+                return torch.sigmoid(self.graphs.run(graph, batch))
+            return torch.sigmoid(self.scorer(pack(batch, self.device, self.prefix_reuse)))
         return self._forward_encoder(batch)
 
     def _forward_encoder(self, batch: list[Pair]) -> torch.Tensor:

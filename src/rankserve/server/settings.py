@@ -38,6 +38,7 @@ class ServerSettings:
     prefix_reuse: bool = True
     compile: str = "auto"  # auto (CUDA only) | on | off: torch.compile the model's layers at load
     quantize: str = "none"  # none | fp8: FP8 projections (Hopper/Ada GPUs)
+    cuda_graphs: bool = True  # replay small batches as CUDA graphs where they run (Hopper GPUs)
 
     @property
     def model_name(self) -> str:

@@ -109,6 +109,7 @@ class AppState:
                 prefix_reuse=s.prefix_reuse,
                 compile=s.compile,
                 quantize=s.quantize,
+                cuda_graphs=s.cuda_graphs,
             )
             if s.max_batch_tokens:
                 kwargs["max_batch_tokens"] = s.max_batch_tokens
