@@ -1,0 +1,102 @@
+"""CUDA graphs for small batches (engine/graphs.py) and the fixed shapes they pack into.
+
+The shape arithmetic runs everywhere; recording and replaying graphs needs a Hopper GPU (where the
+Triton attention kernel runs), so those tests run on the GPU machine and skip elsewhere.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from rankserve.engine import Reranker, ScoreRequest
+from rankserve.engine.packing import Shape, pack, packed_tokens
+from rankserve.engine.triton_attention import work_list
+from rankserve.engine.types import Pair, PreparedRequest
+
+
+def random_pairs(rng: random.Random, n: int) -> list[Pair]:
+    owner = PreparedRequest(ScoreRequest("q", ["d"]))
+    prefixes = [tuple(rng.randrange(50) for _ in range(rng.randint(1, 40))) for _ in range(rng.randint(1, 3))]
+    return [
+        Pair(owner, i, 0, rng.choice(prefixes), [rng.randrange(50) for _ in range(rng.randint(1, 90))])
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("reuse_prefix", [True, False])
+def test_padded_batches_fill_their_shape_exactly(reuse_prefix):
+    """Every array of a padded batch has the shape's size (what a recorded graph reads), the kernel's
+    programs fit the shape's work list, and padding programs point at an empty sequence."""
+    rng = random.Random(0)
+    for _ in range(40):
+        pairs = random_pairs(rng, rng.randint(1, 12))
+        tokens = packed_tokens(pairs, reuse_prefix)
+        plain = pack(pairs, torch.device("cpu"), reuse_prefix)
+        assert plain.ids.numel() == tokens
+        shape = Shape(tokens + rng.randint(0, 64), len(pairs) + rng.randint(0, 4))
+        padded = pack(pairs, torch.device("cpu"), reuse_prefix, shape)
+        assert padded.ids.shape == padded.pos.shape == (shape.tokens,)
+        assert padded.last.shape == (shape.pairs,)
+        seg, final = padded.layout.segments, padded.last_layout.segments
+        assert all(t.shape == (shape.seqs,) for t in seg.tensors()[:6])
+        assert seg.work_seq.shape == (shape.work,) and final.work_seq.shape == (shape.pairs,)
+        real = plain.layout.segments.work_seq.numel()
+        assert (seg.q_len[seg.work_seq[real:].long()] == 0).all()  # padding programs: an empty sequence
+        assert padded.ids[:tokens].tolist() == plain.ids.tolist() and not padded.ids[tokens:].any()
+        assert padded.layout.key_index is None  # the gather index has no fixed size: graphs use the kernel
+        # the same buffers again, whatever the content: a graph's inputs are overwritten in place
+        assert [b.shape for b in padded.buffers] == [b.shape for b in pack(pairs[:1], torch.device("cpu"),
+                                                                           reuse_prefix, shape).buffers]  # fmt: skip
+
+
+def test_work_list_bound_holds_for_the_worst_case():
+    """sum(ceil(len / BLOCK_M)) stays within Shape.work for any split of the tokens, e.g. all one-token pairs."""
+    shape = Shape(256, 16)
+    for lens in ([1] * 16, [256 - 15] + [1] * 15, [16] * 16, [33] * 7 + [1] * 9):
+        q_len = np.array(lens + [0] * (shape.seqs - len(lens)))
+        seq, _ = work_list(q_len, q_len, np.zeros_like(q_len))
+        assert len(seq) <= shape.work
+
+
+def test_a_batch_too_big_for_its_shape_is_refused():
+    pairs = random_pairs(random.Random(1), 4)
+    with pytest.raises(ValueError, match="do not fit"):
+        pack(pairs, torch.device("cpu"), True, Shape(packed_tokens(pairs) - 1, 4))
+
+
+def _hopper() -> bool:
+    return torch.cuda.is_available() and (9, 0) <= torch.cuda.get_device_capability() < (10, 0)
+
+
+@pytest.mark.skipif(not _hopper(), reason="CUDA graphs are recorded on Hopper GPUs only (the Triton kernel runs there)")
+def test_graph_replays_score_as_launched_passes(tiny_qwen_dir):
+    """On the GPU: shapes are recorded at load, small requests (one and many, several sharing a batch)
+    replay them, and their scores are the launched passes' (same kernels; padding changes only the
+    matrix sizes, so bf16 rounding may differ slightly)."""
+    rr = Reranker.from_pretrained(str(tiny_qwen_dir), device="cuda", dtype="bfloat16")
+    assert rr.graphs is not None and rr.graphs.graphs, "no CUDA graph was recorded"
+    rng = random.Random(0)
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+    requests = [
+        ScoreRequest(f"query {i} " + " ".join(rng.choices(words, k=rng.randint(1, 8))),
+                     [" ".join(rng.choices(words, k=rng.randint(1, 60))) for _ in range(rng.randint(1, 12))])
+        for i in range(6)
+    ]  # fmt: skip
+    replayed = [[d.score for d in r] for r in rr.score_requests(requests)]
+    pairs = [p for r in requests for p in rr.prepare(r).pairs]
+    assert rr.graphs.find(pairs) is not None  # the mix fits a recorded shape, so it was replayed
+    singles = [rr.score(r.query, r.documents) for r in requests]
+    graphs, rr.graphs = rr.graphs, None
+    launched = [[d.score for d in r] for r in rr.score_requests(requests)]
+    worst = max(abs(a - b) for x, y in zip(replayed, launched) for a, b in zip(x, y, strict=True))
+    assert worst < 2e-2, worst
+    assert all(abs(a.score - b) < 2e-2 for s, want in zip(singles, launched) for a, b in zip(s, want, strict=True))
+    # more pairs than any shape holds: launched as before
+    many = [f"doc {i}" for i in range(graphs.graphs[-1].shape.pairs + 1)]
+    rr.graphs = graphs
+    assert graphs.find(rr.prepare(ScoreRequest("q", many)).pairs) is None
+    assert len(rr.score("q", many)) == len(many)
