@@ -14,7 +14,7 @@ import torch
 
 from rankserve.engine import Reranker, ScoreRequest
 from rankserve.engine.packing import Shape, pack, packed_tokens
-from rankserve.engine.triton_attention import work_list
+from rankserve.engine.triton_attention import BLOCK_M, work_list
 from rankserve.engine.types import Pair, PreparedRequest
 
 
@@ -60,6 +60,19 @@ def test_work_list_bound_holds_for_the_worst_case():
         q_len = np.array(lens + [0] * (shape.seqs - len(lens)))
         seq, _ = work_list(q_len, q_len, np.zeros_like(q_len))
         assert len(seq) <= shape.work
+
+
+@pytest.mark.parametrize("own", [1, BLOCK_M + 1])
+def test_every_pair_with_its_own_prefix_fits_the_shape(own):
+    """The most sequences a shape can get: each pair with a prefix of its own (two sequences a pair), each
+    just past a block edge, packed into a shape with no token to spare."""
+    owner = PreparedRequest(ScoreRequest("q", ["d"]))
+    pairs = [Pair(owner, i, 0, (i,) * (BLOCK_M + 1), [7] * own) for i in range(8)]
+    shape = Shape(packed_tokens(pairs), len(pairs))
+    padded = pack(pairs, torch.device("cpu"), True, shape)  # raises if the programs exceed shape.work
+    seg = padded.layout.segments
+    assert seg.work_seq.shape == (shape.work,)
+    assert int((seg.q_len > 0).sum()) == 2 * len(pairs)
 
 
 def test_a_batch_too_big_for_its_shape_is_refused():

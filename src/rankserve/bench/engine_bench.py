@@ -137,7 +137,7 @@ def bench_model(
             # fp8 compiles where serving compiles (CUDA); on a CPU it measures the FP8 maths alone
             compile=variant in ("compile", "nograph", "flash") or (variant == "fp8" and device.type == "cuda"),
             quantize="fp8" if variant == "fp8" else None,
-            cuda_graphs=variant != "nograph",
+            cuda_graphs=variant not in ("eager", "nograph"),  # eager: plain PyTorch, no compile, no graphs
         )
         reranker.warmup()  # as `serve` does at load: compiles, records CUDA graphs where they help
         if reranker.graphs is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ class CudaGraphs:
         self.graphs: list[Graph] = []  # smallest first
         self.launch_ms = float("nan")  # the largest recorded shape, launched from Python
         self.pool = None
+        self._replaying = threading.Lock()  # a graph's inputs are shared: one batch at a time per graph set
 
     def __repr__(self) -> str:
         sizes = ", ".join(str(g.shape.tokens) for g in self.graphs)
@@ -67,20 +69,24 @@ class CudaGraphs:
 
     def find(self, pairs: Sequence[Pair]) -> Graph | None:
         """The smallest recorded graph these pairs fit in."""
+        if not self.graphs or len(pairs) > self.graphs[-1].shape.pairs:
+            return None
         tokens = packed_tokens(pairs, self.reuse_prefix)
         return next((g for g in self.graphs if g.shape.fits(tokens, len(pairs))), None)
 
     def run(self, graph: Graph, pairs: Sequence[Pair]) -> torch.Tensor:
         """Logits ``[len(pairs)]``: pack into the graph's shape, copy into its inputs, replay.
 
-        The copies and the replay are queued on the current stream, so a second batch's inputs
-        are not written before the first batch's replay has read them.
+        The copies, the replay and the output's copy are queued on the current stream, so a second
+        batch's inputs are not written before the first batch's replay has read them; the lock keeps
+        threads sharing one engine from interleaving their copies and replays.
         """
         batch = pack(pairs, self.device, self.reuse_prefix, graph.shape)
-        for mine, theirs in zip(graph.inputs.buffers, batch.buffers, strict=True):
-            mine.copy_(theirs, non_blocking=True)
-        graph.graph.replay()
-        return graph.output[: len(pairs)].clone()
+        with self._replaying:
+            for mine, theirs in zip(graph.inputs.buffers, batch.buffers, strict=True):
+                mine.copy_(theirs, non_blocking=True)
+            graph.graph.replay()
+            return graph.output[: len(pairs)].clone()
 
     @torch.inference_mode()
     def record(self, max_tokens: int, prefix_tokens: int) -> None:
@@ -88,15 +94,24 @@ class CudaGraphs:
 
         ``prefix_tokens``: the length of a typical prefix (system prompt and a short query), used to
         build the placeholder batches recorded from (their content does not matter, only their sizes).
+        The graphs share one memory pool, which keeps the working memory of the largest shape tried
+        (the first one not kept): a few hundred MB for an 8B model's small shapes, less for smaller models.
+        A shape that fails to record (e.g. out of memory) ends the recording; those before it are kept.
         """
         self.pool = torch.cuda.graph_pool_handle()
         for tokens in TOKEN_SHAPES:
             if tokens > max_tokens:
                 break
             shape = Shape(tokens, max(MIN_PAIRS, tokens // TOKENS_PER_PAIR))
-            inputs = pack(placeholder(shape, prefix_tokens), self.device, self.reuse_prefix, shape)
-            graph = self._capture(shape, inputs)  # warms the launched pass up too
-            launched_ms = _median_ms(lambda batch=inputs: self.forward(batch))
+            try:
+                inputs = pack(placeholder(shape, prefix_tokens), self.device, self.reuse_prefix, shape)
+                graph = self._capture(shape, inputs)  # warms the launched pass up too
+                launched_ms = _median_ms(lambda batch=inputs: self.forward(batch))
+            except Exception as exc:  # keep what was recorded; bigger batches are launched
+                log.warning("recording a CUDA graph of %d tokens failed (%s: %s)", tokens, type(exc).__name__, exc)
+                if isinstance(exc, torch.OutOfMemoryError):
+                    torch.cuda.empty_cache()
+                break
             if graph.replay_ms > FASTER * launched_ms:
                 break
             self.graphs.append(graph)

@@ -184,6 +184,8 @@ def _layout_arrays(seqs: _Seqs, work: int | None = None) -> tuple[list[np.ndarra
     """
     k_total = seqs.p_len + seqs.k_len
     work_seq, work_block = triton_attention.work_list(seqs.q_len, seqs.k_len, seqs.p_len)
+    if work is not None and len(work_seq) > work:
+        raise ValueError(f"{len(work_seq)} kernel programs do not fit in {work}")
     if work is not None and len(work_seq) < work:
         if seqs.q_len[-1]:
             raise ValueError("padding programs need an empty last sequence")

@@ -135,6 +135,7 @@ class Reranker:
         self.prefix_reuse = prefix_reuse
         self.cuda_graphs = cuda_graphs  # record them at warm-up where they help (see graphs.py)
         self.graphs: CudaGraphs | None = None
+        self._graphs_tried = False
         # Overlap tokenization with the GPU (see score_requests); pointless where the forward pass blocks.
         self.stream_prepare = device.type == "cuda"
         if self.kind == loader.CROSS_ENCODER:
@@ -254,13 +255,10 @@ class Reranker:
             log.warning("torch.compile failed (%s: %s); running in eager mode", type(exc).__name__, exc)
             self.scorer.use_eager()
             self.score("warm up", ["one document"])
-        if self.cuda_graphs and self.graphs is None and self._graphs_run_here():
+        if self.cuda_graphs and not self._graphs_tried and self._graphs_run_here():
+            self._graphs_tried = True  # once: a second warm-up does not record again
             graphs = CudaGraphs(self.scorer, self.device, self.prefix_reuse)
-            try:
-                graphs.record(self.max_batch_tokens, len(self.builder.system_ids) + 24)
-            except Exception as exc:
-                log.warning("recording CUDA graphs failed (%s: %s); launching every batch", type(exc).__name__, exc)
-                return
+            graphs.record(self.max_batch_tokens, len(self.builder.system_ids) + 24)  # keeps what it could record
             self.graphs = graphs if graphs.graphs else None
 
     def _graphs_run_here(self) -> bool:
