@@ -85,20 +85,34 @@ def _hopper() -> bool:
     return torch.cuda.is_available() and (9, 0) <= torch.cuda.get_device_capability() < (10, 0)
 
 
-@pytest.mark.skipif(not _hopper(), reason="CUDA graphs are recorded on Hopper GPUs only (the Triton kernel runs there)")
-def test_graph_replays_score_as_launched_passes(tiny_qwen_dir):
+needs_hopper = pytest.mark.skipif(
+    not _hopper(), reason="CUDA graphs are recorded on Hopper GPUs only (the Triton kernel runs there)"
+)
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+
+
+def random_requests(seed: int, n: int) -> list[ScoreRequest]:
+    rng = random.Random(seed)
+    return [
+        ScoreRequest(f"query {i} " + " ".join(rng.choices(WORDS, k=rng.randint(1, 8))),
+                     [" ".join(rng.choices(WORDS, k=rng.randint(1, 60))) for _ in range(rng.randint(1, 12))])
+        for i in range(n)
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def gpu_reranker(tiny_qwen_dir):
+    return Reranker.from_pretrained(str(tiny_qwen_dir), device="cuda", dtype="bfloat16")
+
+
+@needs_hopper
+def test_graph_replays_score_as_launched_passes(gpu_reranker):
     """On the GPU: shapes are recorded at load, small requests (one and many, several sharing a batch)
     replay them, and their scores are the launched passes' (same kernels; padding changes only the
     matrix sizes, so bf16 rounding may differ slightly)."""
-    rr = Reranker.from_pretrained(str(tiny_qwen_dir), device="cuda", dtype="bfloat16")
+    rr = gpu_reranker
     assert rr.graphs is not None and rr.graphs.graphs, "no CUDA graph was recorded"
-    rng = random.Random(0)
-    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
-    requests = [
-        ScoreRequest(f"query {i} " + " ".join(rng.choices(words, k=rng.randint(1, 8))),
-                     [" ".join(rng.choices(words, k=rng.randint(1, 60))) for _ in range(rng.randint(1, 12))])
-        for i in range(6)
-    ]  # fmt: skip
+    requests = random_requests(0, 6)
     replayed = [[d.score for d in r] for r in rr.score_requests(requests)]
     pairs = [p for r in requests for p in rr.prepare(r).pairs]
     assert rr.graphs.find(pairs) is not None  # the mix fits a recorded shape, so it was replayed
@@ -113,3 +127,16 @@ def test_graph_replays_score_as_launched_passes(tiny_qwen_dir):
     rr.graphs = graphs
     assert graphs.find(rr.prepare(ScoreRequest("q", many)).pairs) is None
     assert len(rr.score("q", many)) == len(many)
+
+
+@needs_hopper
+def test_threads_sharing_an_engine_get_their_own_scores(gpu_reranker):
+    """Replays share their graph's input buffers: threads scoring at once must not get each other's scores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rr = gpu_reranker
+    requests = random_requests(1, 24)
+    alone = [[d.score for d in rr.score(r.query, r.documents)] for r in requests]
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(lambda r: [d.score for d in rr.score(r.query, r.documents)], requests * 4))
+    assert together == alone * 4
