@@ -6,9 +6,10 @@ launched, 2.1 ms replayed). A graph records the launches once for fixed array si
 (:class:`~rankserve.engine.packing.Shape`); a batch is padded up to the smallest recorded shape it
 fits, so a few graphs serve every small batch.
 
-Shapes are recorded smallest first, and only while replaying one takes less time than launching a
-pass from Python (both measured at warm-up): within those, padding costs nothing the GPU was not
-already waiting for. Bigger batches keep the GPU busy on their own and are launched as before. Graphs
+Shapes are recorded smallest first, and kept only while replaying one takes at most 0.8x the time of
+launching the same padded batch from Python (both measured at warm-up): within those, padding costs
+less than the launches it saves. Bigger batches keep the GPU busy on their own and are launched as
+before (on an H200: up to 2k tokens are replayed for the 0.6B model, 256 for the 8B). Graphs
 need the Triton attention kernel (Hopper): FlashAttention's launch grid follows the longest sequence,
 which a graph would freeze.
 """
