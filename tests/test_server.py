@@ -120,6 +120,7 @@ def test_startup_log_order(server):
     start = text.index(f"model {server_model(server)}, device cpu, dtype float32, max length {MAX_LENGTH}")
     started = text.index(f"HTTP server started on http://127.0.0.1:{server.port}")
     assert start < started
+    assert "CUDA graphs: not used on cpu" in text  # on by default; said why they do not run here
 
 
 def server_model(server) -> str:
@@ -465,9 +466,12 @@ def test_fp8_server_serves_the_fp8_engine_scores(tiny_qwen_dir, tmp_path):
     engine = Reranker.from_pretrained(str(tiny_qwen_dir), device="cpu", max_length=MAX_LENGTH, quantize="fp8")
     full = Reranker.from_pretrained(str(tiny_qwen_dir), device="cpu", max_length=MAX_LENGTH)
     want = [r.score for r in engine.score("gpu kubernetes", docs)]
-    proc = ServerProcess(tiny_qwen_dir, tmp_path / "fp8.log", "--max-length", str(MAX_LENGTH), "--quantize", "fp8")
+    proc = ServerProcess(
+        tiny_qwen_dir, tmp_path / "fp8.log", "--max-length", str(MAX_LENGTH), "--quantize", "fp8", "--no-cuda-graphs"
+    )
     try:
         proc.wait_ready()
+        assert "CUDA graphs: off" in proc.log()  # --no-cuda-graphs reaches the engine
         r = httpx.post(proc.url + "/rerank", json={"query": "gpu kubernetes", "texts": docs}, timeout=60)
         assert r.status_code == 200, r.text
         got = r.json()["scores"]

@@ -261,6 +261,16 @@ class Reranker:
             graphs.record(self.max_batch_tokens, len(self.builder.system_ids) + 24)  # keeps what it could record
             self.graphs = graphs if graphs.graphs else None
 
+    def graphs_status(self) -> str:
+        """One line for the start-up log: whether small batches replay CUDA graphs, and why not."""
+        if self.graphs is not None:
+            return f"replaying batches of up to {self.graphs.graphs[-1].shape.tokens} tokens"
+        if not self.cuda_graphs:
+            return "off"
+        if not self._graphs_run_here():
+            return f"not used on {self.device.type} (they need a Hopper GPU and the Triton attention kernel)"
+        return "none recorded (launching was as fast)" if self._graphs_tried else "not recorded yet (no warm-up)"
+
     def _graphs_run_here(self) -> bool:
         """CUDA, and attention through the Triton kernel (whose launches do not depend on sequence lengths)."""
         s = self.scorer

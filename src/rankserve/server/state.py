@@ -115,6 +115,7 @@ class AppState:
                 kwargs["max_batch_tokens"] = s.max_batch_tokens
             reranker = await asyncio.to_thread(Reranker.from_pretrained, s.model, **kwargs)
             log.info("Model loaded in %.1f s", time.perf_counter() - started)
+            log.info("CUDA graphs: %s", reranker.graphs_status())
             await self.attach(reranker)
         except asyncio.CancelledError:
             raise
