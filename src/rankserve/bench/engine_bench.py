@@ -127,8 +127,8 @@ def bench_model(
         log.warning("--variants fp8 alone: add eager or compile before it to get its rank correlation")
     for variant in variants:  # checked by parse_variants
         impl = "rankserve" if variant == "eager" else f"rankserve+{variant}"
-        _use_attention("flash" if variant == "flash" else "auto")
-        torch._dynamo.reset()  # each variant compiles afresh, as a new server process would
+        attention.set_backend("flash" if variant == "flash" else "auto")
+        torch._dynamo.reset()  # each variant compiles afresh (and with its kernel), as a new server process would
         reranker = Reranker.from_model(
             hf_model,
             tokenizer,
@@ -154,7 +154,7 @@ def bench_model(
                 rows[-1]["vs_full_max_abs"] = _max_delta(got, full_scores[w.name])
         del reranker
         _free(device)
-    _use_attention("auto")
+    attention.set_backend("auto")
     if baseline:
         for w in workloads:
             recipe = OfficialRecipe(hf_model, tokenizer, max_length=w.max_length)
@@ -162,13 +162,6 @@ def bench_model(
             _free(device)
     order = {w.name: i for i, w in enumerate(workloads)}
     return sorted(rows, key=lambda r: order[r["workload"]])
-
-
-def _use_attention(backend: str) -> None:
-    """Switch the attention kernel; compiled code keeps the kernel it was traced with, so drop it."""
-    if backend != attention._backend:
-        attention.set_backend(backend)
-        torch._dynamo.reset()
 
 
 def _free(device: torch.device) -> None:

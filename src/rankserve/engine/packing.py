@@ -248,10 +248,11 @@ def pack(
     last = own_starts + own_lens - 1
     tokens = len(ids)
     if shape is None:
-        # The same keys as one gathered run per sequence: prefix keys, then own keys.
-        key_starts = np.stack([main.p_start, q_start], axis=1).ravel()
-        key_lens = np.stack([main.p_len, q_len], axis=1).ravel()
-        big = [ids, pos, last, _ranges(key_starts, key_lens)]
+        big = [ids, pos, last]
+        if reuse_prefix:  # the same keys as one gathered run per sequence: prefix keys, then own keys
+            key_starts = np.stack([main.p_start, q_start], axis=1).ravel()
+            key_lens = np.stack([main.p_len, q_len], axis=1).ravel()
+            big.append(_ranges(key_starts, key_lens))  # (without prefixes each sequence's keys are its own)
         main_arrays, build_main = _layout_arrays(main)
         final_arrays, build_final = _layout_arrays(final)
     else:
@@ -263,7 +264,7 @@ def pack(
         final_arrays, build_final = _layout_arrays(final.padded(shape.pairs), shape.pairs)
     flat64, (ids_t, pos_t, last_t, *keys) = upload(big, device)
     flat32, small = upload(main_arrays + final_arrays, device, torch.int32)
-    keys_t = keys[0] if keys and reuse_prefix else None
+    keys_t = keys[0] if keys else None
     pair_keys = keys_t[int(prefix_lens.sum()) :] if keys_t is not None else None  # the pairs' gathered runs
     return PackedBatch(
         ids=ids_t,
