@@ -19,7 +19,7 @@ assert os.environ.get("TRITON_INTERPRET") == "1", "run with TRITON_INTERPRET=1"
 from texts import DOCS, QUERIES  # noqa: E402
 
 from rankserve import Reranker  # noqa: E402
-from rankserve.engine import ScoreRequest, attention, triton_attention  # noqa: E402
+from rankserve.engine import ScoreRequest, attention, qwen3, triton_attention, triton_rope  # noqa: E402
 from rankserve.engine.attention import SeqLayout  # noqa: E402
 from rankserve.engine.triton_attention import Segments, work_list  # noqa: E402
 
@@ -65,6 +65,23 @@ def kernel_vs_padded(seed: int, hq: int, hkv: int, dim: int, wide: bool = False)
     got_last = triton_attention.packed_attention(q[torch.tensor(last)], k, v, final, dim**-0.5)
     attention.set_backend("auto")
     return max(float((got - want).abs().max()), float((got_last - want[torch.tensor(last)]).abs().max()))
+
+
+def norm_rope_vs_reference(seed: int, n_q: int, n_kv: int, dim: int, tokens: int) -> float:
+    """The fused q/k norm + rotary kernel against the model's maths (``rms_norm``, ``rotate_half``),
+    from a fused q/k/v projection, on token counts that do not fill the last block."""
+    gen = torch.Generator().manual_seed(seed)
+    qkv = torch.randn(tokens, (n_q + 2 * n_kv) * dim, generator=gen) * 3
+    q_w, k_w = torch.rand(dim, generator=gen) + 0.5, torch.rand(dim, generator=gen) + 0.5
+    cos, sin = torch.randn(tokens, 1, dim, generator=gen), torch.randn(tokens, 1, dim, generator=gen)
+    q, k, _ = qkv.split([n_q * dim, n_kv * dim, n_kv * dim], dim=-1)
+    want = []
+    for x, w, heads in ((q, q_w, n_q), (k, k_w, n_kv)):
+        x = qwen3.rms_norm(x.reshape(tokens, heads, dim), w, 1e-6)
+        want.append(x * cos + qwen3._rotate_half(x) * sin)
+    got = triton_rope.qk_norm_rope(qkv, q_w, k_w, cos, sin, 1e-6, n_q, n_kv)
+    assert got[0].shape == want[0].shape and got[1].shape == want[1].shape
+    return max(float((g - w).abs().max()) for g, w in zip(got, want, strict=True))
 
 
 def engine_triton_vs_sdpa(model_dir: str, reuse_prefix: bool) -> float:
@@ -117,6 +134,9 @@ if __name__ == "__main__":
         "kernel_gqa4": max(kernel_vs_padded(s, 8, 2, 16) for s in range(3, 5)),
         "kernel_mha": kernel_vs_padded(5, 2, 2, 64),
         "kernel_64bit_offsets": kernel_vs_padded(6, 4, 2, 32, wide=True),
+        "norm_rope_gqa2": norm_rope_vs_reference(7, 4, 2, 32, 45),
+        "norm_rope_mha": norm_rope_vs_reference(8, 2, 2, 64, 70),
+        "norm_rope_6_heads": norm_rope_vs_reference(9, 6, 2, 32, 33),
         "engine_prefix_reuse": engine_triton_vs_sdpa(sys.argv[1], True),
         "engine_no_prefix_reuse": engine_triton_vs_sdpa(sys.argv[1], False),
         "padded_prefix_reuse": padded_vs_unpadded(sys.argv[1], True),

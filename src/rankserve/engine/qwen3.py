@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rankserve.engine.attention import attention
+from rankserve.engine import triton_rope
+from rankserve.engine.attention import attention, uses_triton
 from rankserve.engine.packing import PackedBatch
 
 
@@ -61,11 +62,16 @@ def pre_attention(x, ln_w, qkv_w, qn_w, kn_w, cos, sin, eps: float, n_q: int, n_
     t = x.shape[0]
     qkv = linear(rms_norm(x, ln_w, eps), qkv_w)
     q, k, v = qkv.split([n_q * head_dim, n_kv * head_dim, n_kv * head_dim], dim=-1)
+    v = v.reshape(t, n_kv, head_dim)
+    if uses_triton(q.reshape(t, n_q, head_dim), v) and triton_rope.supports(qkv, head_dim):
+        # where attention is our Triton kernel (Hopper), so are the q/k norms and rotation: one kernel
+        q, k = triton_rope.qk_norm_rope(qkv, qn_w, kn_w, cos, sin, eps, n_q, n_kv)
+        return q, k, v
     q = rms_norm(q.reshape(t, n_q, head_dim), qn_w, eps)
     k = rms_norm(k.reshape(t, n_kv, head_dim), kn_w, eps)
     q = q * cos + _rotate_half(q) * sin
     k = k * cos + _rotate_half(k) * sin
-    return q, k, v.reshape(t, n_kv, head_dim)
+    return q, k, v
 
 
 def post_attention(x, o, o_w, ln_w, gate_up_w, down_w, eps: float):

@@ -1,0 +1,45 @@
+"""The fused q/k norm + rotary kernel on a GPU, in bf16, against the model's maths in fp32.
+
+The CPU suite checks the kernel's maths in fp32 through Triton's interpreter
+(``test_triton_attention.py``); this checks the compiled kernel where it runs, with the 0.6B and 8B
+models' head counts and token counts that leave the last block part-filled.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rankserve.engine import qwen3, triton_rope
+
+pytestmark = pytest.mark.skipif(
+    not (torch.cuda.is_available() and triton_rope.triton is not None), reason="needs a CUDA GPU and Triton"
+)
+
+
+def reference(qkv, q_w, k_w, cos, sin, n_q, n_kv, dim):
+    t = qkv.shape[0]
+    q, k, _ = qkv.split([n_q * dim, n_kv * dim, n_kv * dim], dim=-1)
+    out = []
+    for x, w, heads in ((q, q_w, n_q), (k, k_w, n_kv)):
+        x = qwen3.rms_norm(x.reshape(t, heads, dim), w, 1e-6)
+        out.append(x * cos + qwen3._rotate_half(x) * sin)
+    return out
+
+
+@pytest.mark.parametrize("n_q, n_kv, tokens", [(16, 8, 1000), (32, 8, 77), (6, 2, 33)])
+def test_kernel_matches_the_models_maths_in_bf16(n_q, n_kv, tokens):
+    dim, bf16 = 128, torch.bfloat16
+    gen = torch.Generator(device="cuda").manual_seed(n_q + tokens)
+    qkv = torch.randn(tokens, (n_q + 2 * n_kv) * dim, device="cuda", generator=gen).to(bf16) * 4
+    q_w = (torch.rand(dim, device="cuda", generator=gen) + 0.5).to(bf16)
+    k_w = (torch.rand(dim, device="cuda", generator=gen) + 0.5).to(bf16)
+    angles = torch.arange(tokens, device="cuda")[:, None].float() * torch.rand(dim // 2, device="cuda", generator=gen)
+    angles = torch.cat((angles, angles), dim=-1)
+    cos, sin = angles.cos().to(bf16)[:, None], angles.sin().to(bf16)[:, None]
+    want = reference(qkv.float(), q_w.float(), k_w.float(), cos.float(), sin.float(), n_q, n_kv, dim)
+    got = triton_rope.qk_norm_rope(qkv, q_w, k_w, cos, sin, 1e-6, n_q, n_kv)
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape and g.dtype == bf16
+        # one bf16 rounding of values up to ~4: at most half a unit in the last place (2^-7 relative)
+        assert float((g.float() - w).abs().max()) <= 2**-8 * float(w.abs().max()) + 1e-6
