@@ -21,16 +21,6 @@ TOKENS, DIM = 27911, 128
 TILES = list(itertools.product((4, 8, 16, 32), (1, 2, 4, 8), (2, 4, 8)))  # tokens, heads, warps per program
 
 
-def reference(qkv, q_w, k_w, cos, sin, n_q, n_kv):
-    t = qkv.shape[0]
-    q, k, _ = qkv.split([n_q * DIM, n_kv * DIM, n_kv * DIM], dim=-1)
-    out = []
-    for x, w, heads in ((q, q_w, n_q), (k, k_w, n_kv)):
-        x = qwen3.rms_norm(x.reshape(t, heads, DIM), w, 1e-6)
-        out.append(x * cos + qwen3._rotate_half(x) * sin)
-    return out
-
-
 def time_us(fn, repeat: int = 40) -> float:
     for _ in range(5):
         fn()
@@ -53,10 +43,10 @@ def sweep(model: str, n_q: int, n_kv: int) -> None:
     angles = positions / 1e6 ** (torch.arange(0, DIM, 2, device=dev).float() / DIM)
     angles = torch.cat((angles, angles), dim=-1)
     cos, sin = angles.cos().to(bf16)[:, None], angles.sin().to(bf16)[:, None]
-    want = reference(qkv.float(), q_w.float(), k_w.float(), cos.float(), sin.float(), n_q, n_kv)
+    want = qwen3.qk_norm_rope(qkv.float(), q_w.float(), k_w.float(), cos.float(), sin.float(), 1e-6, n_q, n_kv, DIM)
     megabytes = TOKENS * (n_q + n_kv) * DIM * 2 * 2 / 1e6  # q and k, read once and written once
-    compiled = torch.compile(reference, dynamic=None)
-    inductor = time_us(lambda: compiled(qkv, q_w, k_w, cos, sin, n_q, n_kv))
+    compiled = torch.compile(qwen3.qk_norm_rope, dynamic=None)
+    inductor = time_us(lambda: compiled(qkv, q_w, k_w, cos, sin, 1e-6, n_q, n_kv, DIM))
     print(f"{model}: inductor's kernels {inductor:.1f} us ({megabytes / inductor:.2f} TB/s)")
     results = []
     for tokens, heads, warps in TILES:

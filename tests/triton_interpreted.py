@@ -68,17 +68,13 @@ def kernel_vs_padded(seed: int, hq: int, hkv: int, dim: int, wide: bool = False)
 
 
 def norm_rope_vs_reference(seed: int, n_q: int, n_kv: int, dim: int, tokens: int) -> float:
-    """The fused q/k norm + rotary kernel against the model's maths (``rms_norm``, ``rotate_half``),
+    """The fused q/k norm + rotary kernel against the model's maths (``qwen3.qk_norm_rope``),
     from a fused q/k/v projection, on token counts that do not fill the last block."""
     gen = torch.Generator().manual_seed(seed)
     qkv = torch.randn(tokens, (n_q + 2 * n_kv) * dim, generator=gen) * 3
     q_w, k_w = torch.rand(dim, generator=gen) + 0.5, torch.rand(dim, generator=gen) + 0.5
     cos, sin = torch.randn(tokens, 1, dim, generator=gen), torch.randn(tokens, 1, dim, generator=gen)
-    q, k, _ = qkv.split([n_q * dim, n_kv * dim, n_kv * dim], dim=-1)
-    want = []
-    for x, w, heads in ((q, q_w, n_q), (k, k_w, n_kv)):
-        x = qwen3.rms_norm(x.reshape(tokens, heads, dim), w, 1e-6)
-        want.append(x * cos + qwen3._rotate_half(x) * sin)
+    want = qwen3.qk_norm_rope(qkv, q_w, k_w, cos, sin, 1e-6, n_q, n_kv, dim)
     got = triton_rope.qk_norm_rope(qkv, q_w, k_w, cos, sin, 1e-6, n_q, n_kv)
     assert got[0].shape == want[0].shape and got[1].shape == want[1].shape
     return max(float((g - w).abs().max()) for g, w in zip(got, want, strict=True))

@@ -57,20 +57,30 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+def qk_norm_rope(qkv, qn_w, kn_w, cos, sin, eps: float, n_q: int, n_kv: int, head_dim: int):
+    """Qwen3's per-head q/k RMSNorm, then the rotary embedding: ``qkv [T, (n_q + 2 n_kv) * D]`` → q, k.
+
+    The model's maths in PyTorch operations (what ``torch.compile`` fuses, and what
+    :mod:`~rankserve.engine.triton_rope`'s kernel is tested against).
+    """
+    t = qkv.shape[0]
+    q, k, _ = qkv.split([n_q * head_dim, n_kv * head_dim, n_kv * head_dim], dim=-1)
+    q = rms_norm(q.reshape(t, n_q, head_dim), qn_w, eps)
+    k = rms_norm(k.reshape(t, n_kv, head_dim), kn_w, eps)
+    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+
+
 def pre_attention(x, ln_w, qkv_w, qn_w, kn_w, cos, sin, eps: float, n_q: int, n_kv: int, head_dim: int):
     """Input norm, fused q/k/v projection, q/k norms and rotary embedding."""
     t = x.shape[0]
     qkv = linear(rms_norm(x, ln_w, eps), qkv_w)
-    q, k, v = qkv.split([n_q * head_dim, n_kv * head_dim, n_kv * head_dim], dim=-1)
+    q, _, v = qkv.split([n_q * head_dim, n_kv * head_dim, n_kv * head_dim], dim=-1)
     v = v.reshape(t, n_kv, head_dim)
     if uses_triton(q.reshape(t, n_q, head_dim), v) and triton_rope.supports(qkv, head_dim):
         # where attention is our Triton kernel (Hopper), so are the q/k norms and rotation: one kernel
         q, k = triton_rope.qk_norm_rope(qkv, qn_w, kn_w, cos, sin, eps, n_q, n_kv)
-        return q, k, v
-    q = rms_norm(q.reshape(t, n_q, head_dim), qn_w, eps)
-    k = rms_norm(k.reshape(t, n_kv, head_dim), kn_w, eps)
-    q = q * cos + _rotate_half(q) * sin
-    k = k * cos + _rotate_half(k) * sin
+    else:
+        q, k = qk_norm_rope(qkv, qn_w, kn_w, cos, sin, eps, n_q, n_kv, head_dim)
     return q, k, v
 
 
