@@ -76,29 +76,38 @@ def norm_rope_vs_reference(seed: int, n_q: int, n_kv: int, dim: int, tokens: int
     cos, sin = torch.randn(tokens, 1, dim, generator=gen), torch.randn(tokens, 1, dim, generator=gen)
     want = qwen3.qk_norm_rope(qkv, q_w, k_w, cos, sin, 1e-6, n_q, n_kv, dim)
     got = triton_rope.qk_norm_rope(qkv, q_w, k_w, cos, sin, 1e-6, n_q, n_kv)
+    op = torch.ops.rankserve.qk_norm_rope(qkv, q_w, k_w, cos, sin, 1e-6, n_q, n_kv)  # what compiled code calls
     assert got[0].shape == want[0].shape and got[1].shape == want[1].shape
-    return max(float((g - w).abs().max()) for g, w in zip(got, want, strict=True))
+    return max(float((g - w).abs().max()) for g, w in zip(got + op, want + want, strict=True))
 
 
 def engine_triton_vs_sdpa(model_dir: str, reuse_prefix: bool) -> float:
-    """The whole engine (fp32), several requests sharing batches, with each kernel."""
+    """The whole engine (fp32), several requests sharing batches, with each kernel: with the ``triton``
+    backend both Triton kernels (attention, q/k norm + rotary) run, with ``sdpa`` neither."""
     rr = Reranker.from_pretrained(model_dir, device="cpu", dtype="float32", prefix_reuse=reuse_prefix)
     requests = [ScoreRequest(QUERIES[0], DOCS), ScoreRequest(QUERIES[1], DOCS[:5] + ["x"], "Judge by dates")]
     got, calls = {}, []
-    kernel = triton_attention.packed_attention
+    kernels = {(triton_attention, "packed_attention"), (triton_rope, "qk_norm_rope")}
+    originals = {(module, name): getattr(module, name) for module, name in kernels}
 
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return kernel(*args, **kwargs)
+    def counted(module, name):
+        def call(*args, **kwargs):
+            calls.append(name)
+            return originals[module, name](*args, **kwargs)
 
-    triton_attention.packed_attention = counted  # attention() looks it up on the module
+        return call
+
+    for module, name in kernels:  # the model code looks them up on their modules
+        setattr(module, name, counted(module, name))
     for backend in ("sdpa", "triton"):
         attention.set_backend(backend)
         calls.clear()
         got[backend] = [d.score for r in rr.score_requests(requests) for d in r]
-        assert bool(calls) == (backend == "triton"), (backend, len(calls))  # the kernel ran, and only when asked
+        expected = {"packed_attention", "qk_norm_rope"} if backend == "triton" else set()
+        assert set(calls) == expected, (backend, sorted(set(calls)))  # the kernels ran, and only when asked
     attention.set_backend("auto")
-    triton_attention.packed_attention = kernel
+    for (module, name), original in originals.items():
+        setattr(module, name, original)
     return max(abs(a - b) for a, b in zip(got["sdpa"], got["triton"], strict=True))
 
 
@@ -133,6 +142,8 @@ if __name__ == "__main__":
         "norm_rope_gqa2": norm_rope_vs_reference(7, 4, 2, 32, 45),
         "norm_rope_mha": norm_rope_vs_reference(8, 2, 2, 64, 70),
         "norm_rope_6_heads": norm_rope_vs_reference(9, 6, 2, 32, 33),
+        "norm_rope_0.6b_heads": norm_rope_vs_reference(10, 16, 8, 32, 33),  # 4 heads a program, as on the GPU
+        "norm_rope_7_1_heads": norm_rope_vs_reference(11, 7, 1, 32, 65),
         "engine_prefix_reuse": engine_triton_vs_sdpa(sys.argv[1], True),
         "engine_no_prefix_reuse": engine_triton_vs_sdpa(sys.argv[1], False),
         "padded_prefix_reuse": padded_vs_unpadded(sys.argv[1], True),

@@ -77,7 +77,7 @@ def pre_attention(x, ln_w, qkv_w, qn_w, kn_w, cos, sin, eps: float, n_q: int, n_
     q, _, v = qkv.split([n_q * head_dim, n_kv * head_dim, n_kv * head_dim], dim=-1)
     v = v.reshape(t, n_kv, head_dim)
     if uses_triton(q.reshape(t, n_q, head_dim), v) and triton_rope.supports(qkv, head_dim):
-        # where attention is our Triton kernel (Hopper), so are the q/k norms and rotation: one kernel
+        # on the devices where attention runs on our Triton kernel (Hopper), q/k norms and rotation are one kernel
         q, k = triton_rope.qk_norm_rope(qkv, qn_w, kn_w, cos, sin, eps, n_q, n_kv)
     else:
         q, k = qk_norm_rope(qkv, qn_w, kn_w, cos, sin, eps, n_q, n_kv, head_dim)
