@@ -3,9 +3,10 @@
 Why our own kernel: between the q/k/v projection and attention, Qwen3 normalises every query and
 key head and rotates it. ``torch.compile`` fuses that into two kernels (queries, keys) that each
 read a row twice (the norm needs the whole head before the rotation can pair element ``i`` with
-``i ± D/2``); on an H200 they ran at ~1.7 TB/s, 5.5 ms of the 0.6B model's 100-document request.
-Here one program loads the two halves of one head for a block of tokens, so the norm and the
-rotation happen in registers: one read of q/k, one write, for queries and keys in one launch.
+``i ± D/2``); on an H200 they ran at ~1.7 TB/s, 5.9 ms of the 0.6B model's 100-document request.
+Here one program loads the two halves of a few heads for a block of tokens, so the norm and the
+rotation happen in registers: one read of q/k, one write, for queries and keys in one launch
+(4.1 ms there; BENCHMARKS.md).
 
 The maths is the model's: ``x * rsqrt(mean(x²) + eps) * weight`` in fp32, then
 ``x * cos + rotate_half(x) * sin``, rounded once to the input's dtype (as inductor's fused kernels do).
