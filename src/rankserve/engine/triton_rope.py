@@ -19,15 +19,10 @@ import math
 
 import torch
 
-from rankserve.engine import triton_attention
+from rankserve.engine.triton_attention import triton  # None where the attention kernel cannot run either
 
-try:
-    import triton
+if triton is not None:
     import triton.language as tl
-except ImportError:
-    triton = None
-if not triton_attention.available():  # same requirements (torch.library.triton_op) as the attention kernel
-    triton = None
 
 BLOCK_T = 32
 """Tokens per program; each program handles ``HEADS`` heads of those tokens (tuned on an H200)."""
