@@ -12,6 +12,12 @@ less than the launches it saves. Bigger batches keep the GPU busy on their own a
 before (on an H200: up to 2k tokens are replayed for the 0.6B model, 256 for the 8B). Graphs
 need the Triton attention kernel (Hopper): FlashAttention's launch grid follows the longest sequence,
 which a graph would freeze.
+
+For a model fast enough to need it (the 0.6B), a few bigger *head-start* shapes are recorded too, and a
+big request's first slice of documents is cut to fill the biggest graph it can (:meth:`CudaGraphs.head_start`):
+the GPU starts on it without ~10 ms of Python launches, and the CPU, free at once, tokenizes the rest while
+the GPU works. Head-start shapes are never used for padded batches (a 6k-token graph replaying a 4k-token
+batch wastes more GPU time than launching it from Python costs).
 """
 
 from __future__ import annotations
@@ -37,6 +43,14 @@ TOKENS_PER_PAIR = 16
 MIN_PAIRS = 8
 FASTER = 0.8
 """Record a shape only if replaying it takes at most this share of launching the same batch from Python."""
+HEAD_START_TOKENS = (4096, 6144)
+"""Shapes recorded for a big request's first slice alone (see :meth:`CudaGraphs.head_start`)..."""
+HEAD_START_MS = 20.0
+"""...while one replays in at most this time (documents of ~256 tokens): where a first slice's GPU time is
+about as long as launching it from Python (the 0.6B model on an H200: 6k tokens in ~13 ms) and the CPU needs
+that time to tokenize the rest of a 100-document request. For bigger models the GPU time of any slice dwarfs
+the launches, and these shapes would only cost graph memory."""
+HEAD_START_PAIR_TOKENS = 256
 
 
 @dataclass
@@ -58,14 +72,18 @@ class CudaGraphs:
         self.device = device
         self.reuse_prefix = reuse_prefix
         self.graphs: list[Graph] = []  # smallest first
+        self.head_starts: list[Graph] = []  # bigger shapes, only ever filled (see head_start), smallest first
         self.launch_ms = float("nan")  # the largest recorded shape, launched from Python
         self.pool = None
         self._replaying = threading.Lock()  # a graph's inputs are shared: one batch at a time per graph set
 
     def __repr__(self) -> str:
         sizes = ", ".join(str(g.shape.tokens) for g in self.graphs)
-        return f"CudaGraphs(tokens=[{sizes}], largest launched in {self.launch_ms:.2f} ms, replayed in " + (
-            f"{self.graphs[-1].replay_ms:.2f} ms)" if self.graphs else "-)"
+        heads = ", ".join(f"{g.shape.tokens} in {g.replay_ms:.1f} ms" for g in self.head_starts)
+        return (
+            f"CudaGraphs(tokens=[{sizes}], largest launched in {self.launch_ms:.2f} ms, replayed in "
+            + (f"{self.graphs[-1].replay_ms:.2f} ms" if self.graphs else "-")
+            + f"; head starts [{heads}])"
         )
 
     def find(self, pairs: Sequence[Pair]) -> Graph | None:
@@ -74,6 +92,35 @@ class CudaGraphs:
             return None
         tokens = packed_tokens(pairs, self.reuse_prefix)
         return next((g for g in self.graphs if g.shape.fits(tokens, len(pairs))), None)
+
+    def head_start(self, pairs: Sequence[Pair]) -> tuple[Graph, list[Pair], list[Pair]] | None:
+        """For pairs that fit no graph: the biggest graph they fill, the pairs that go in it, and the rest.
+
+        Pairs are taken in order, skipping any that would overflow the shape, so the graph ends up
+        nearly full (its padding runs on the GPU like real tokens). None when the pairs fit a graph
+        as they are (one padded replay scores them all), fill none, or where no head-start shapes were
+        recorded: for bigger models a first slice cut to a small graph would only hold the rest back.
+        """
+        if not self.head_starts or self.find(pairs) is not None:
+            return None
+        total = packed_tokens(pairs, self.reuse_prefix)
+        shapes = sorted(self.graphs + self.head_starts, key=lambda g: g.shape.tokens)
+        graph = next((g for g in reversed(shapes) if g.shape.tokens <= total), None)
+        if graph is None:
+            return None
+        taken: list[Pair] = []
+        rest: list[Pair] = []
+        seen: set[tuple[int, ...]] = set()
+        used = 0
+        for pair in pairs:
+            cost = len(pair.tokens) if self.reuse_prefix and pair.prefix in seen else pair.num_tokens
+            if used + cost <= graph.shape.tokens and len(taken) < graph.shape.pairs:
+                taken.append(pair)
+                seen.add(pair.prefix)
+                used += cost
+            else:
+                rest.append(pair)
+        return graph, taken, rest
 
     def run(self, graph: Graph, pairs: Sequence[Pair]) -> torch.Tensor:
         """Logits ``[len(pairs)]``: pack into the graph's shape, copy into its inputs, replay.
@@ -117,7 +164,36 @@ class CudaGraphs:
                 break
             self.graphs.append(graph)
             self.launch_ms = launched_ms
+        self._record_head_starts(max_tokens, prefix_tokens)
         log.info("CUDA graphs recorded: %r", self)
+
+    def _record_head_starts(self, max_tokens: int, prefix_tokens: int) -> None:
+        """The head-start shapes above the replayed ones, while one replays within ``HEAD_START_MS``.
+
+        A shape whose replay, scaled from the biggest replayed one, would take longer is not even recorded
+        (its working memory would stay in the graphs' pool): bigger models stop here at once.
+        """
+        if not self.graphs:
+            return
+        biggest = self.graphs[-1]
+        for tokens in HEAD_START_TOKENS:
+            if tokens <= biggest.shape.tokens:
+                continue
+            if tokens > max_tokens or biggest.replay_ms * tokens / biggest.shape.tokens > HEAD_START_MS:
+                break
+            shape = Shape(tokens, max(MIN_PAIRS, tokens // TOKENS_PER_PAIR))
+            pairs = tokens // HEAD_START_PAIR_TOKENS  # timed on documents of a first slice's size
+            try:
+                inputs = pack(placeholder(shape, prefix_tokens, pairs), self.device, self.reuse_prefix, shape)
+                graph = self._capture(shape, inputs)
+            except Exception as exc:
+                log.warning("recording a CUDA graph of %d tokens failed (%s: %s)", tokens, type(exc).__name__, exc)
+                if isinstance(exc, torch.OutOfMemoryError):
+                    torch.cuda.empty_cache()
+                break
+            if graph.replay_ms > HEAD_START_MS:
+                break
+            self.head_starts.append(graph)
 
     def _capture(self, shape: Shape, inputs: PackedBatch) -> Graph:
         side = torch.cuda.Stream(self.device)
@@ -132,13 +208,13 @@ class CudaGraphs:
         return Graph(shape, graph, inputs, output, _median_ms(graph.replay))
 
 
-def placeholder(shape: Shape, prefix_tokens: int) -> list[Pair]:
-    """Two pairs sharing a prefix, about filling ``shape``'s tokens (with or without prefix reuse):
-    something to record a graph from."""
+def placeholder(shape: Shape, prefix_tokens: int, pairs: int = 2) -> list[Pair]:
+    """``pairs`` pairs sharing a prefix, about filling ``shape``'s tokens (with or without prefix reuse):
+    something to record a graph from (and time its replay on)."""
     owner = PreparedRequest(ScoreRequest("placeholder", ["a", "b"]))
-    prefix = tuple([0] * min(prefix_tokens, shape.tokens // 4))
-    own = shape.tokens // 2 - len(prefix)
-    return [Pair(owner, i, 0, prefix, [0] * own) for i in range(2)]
+    prefix = tuple([0] * min(prefix_tokens, shape.tokens // (2 * pairs)))
+    own = shape.tokens // pairs - len(prefix)
+    return [Pair(owner, i, 0, prefix, [0] * own) for i in range(pairs)]
 
 
 def _median_ms(fn: Callable[[], object], repeat: int = 7) -> float:
