@@ -211,6 +211,25 @@ def test_compiled_engine_matches_eager(tiny_qwen_dir, tiny_reranker):
     compiled.score("q", DOCS[:1])
     compiled.score_requests([ScoreRequest(QUERIES[2], DOCS[:3]), ScoreRequest(QUERIES[3], DOCS[5:9])])
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
+    # the whole layer as one compiled function (residual adds inside it: GPUs without CUDA graphs) scores the same
+    assert compiled.scorer.residual_in_place  # on the CPU the residual adds go in place
+    compiled.scorer.residual_in_place = False
+    assert_close(scores(compiled.score(QUERIES[0], DOCS[:6])), scores(tiny_reranker.score(QUERIES[0], DOCS[:6])))
+
+
+def test_residual_adds_in_place_score_as_the_layer_function(tiny_reranker):
+    """``add_linear_`` (in place, what the engine runs on the CPU and on Hopper GPUs) against
+    ``decoder_layer`` (the residual adds inside, what other GPUs run), eagerly."""
+    scorer = tiny_reranker.scorer
+    assert scorer.residual_in_place
+    in_place = scores(tiny_reranker.score(QUERIES[1], DOCS[:8]))
+    scorer.residual_in_place = False
+    try:
+        whole = scores(tiny_reranker.score(QUERIES[1], DOCS[:8]))
+    finally:
+        scorer.residual_in_place = True
+    assert_close(in_place, whole)
+    assert in_place != scores(tiny_reranker.score(QUERIES[2], DOCS[:8]))  # scores that depend on the input
 
 
 def test_failed_compilation_falls_back_to_eager(tiny_qwen_dir, tiny_reranker):
@@ -221,9 +240,9 @@ def test_failed_compilation_falls_back_to_eager(tiny_qwen_dir, tiny_reranker):
     def broken_compiled_layer(*args, **kwargs):
         raise RuntimeError("inductor: backend compiler failed")
 
-    rr.scorer.layer = broken_compiled_layer
+    rr.scorer.layer = rr.scorer.pre = broken_compiled_layer
     rr.warmup()
-    assert not rr.scorer.compiled and rr.scorer.layer is qwen3.decoder_layer
+    assert not rr.scorer.compiled and rr.scorer.pre is qwen3.pre_attention and rr.scorer.layer is qwen3.decoder_layer
     assert_close(scores(rr.score(QUERIES[0], DOCS[:4])), scores(tiny_reranker.score(QUERIES[0], DOCS[:4])))
 
 

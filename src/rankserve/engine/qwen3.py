@@ -91,6 +91,25 @@ def post_attention(x, o, o_w, ln_w, gate_up_w, down_w, eps: float):
     return x + linear(F.silu(gate) * up, down_w)
 
 
+def mlp_input(x, ln_w, gate_up_w, eps: float):
+    """Post-attention norm, fused gate/up projection and SwiGLU: the MLP up to its down projection."""
+    gate, up = linear(rms_norm(x, ln_w, eps), gate_up_w).chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
+def add_linear_(x: torch.Tensor, a: torch.Tensor, w: torch.Tensor | tuple) -> None:
+    """``x += a @ w.T`` in place: cuBLAS adds the product into ``x`` (beta = 1) as it writes it.
+
+    The same arithmetic as ``x + linear(a, w)`` compiled (inductor turns that into ``addmm``), without
+    the copy of ``x`` into a new buffer that ``addmm`` needs when its input must survive: two copies of
+    the residual stream a layer, 1.6 ms of a 0.6B W100 forward on an H200.
+    """
+    if isinstance(w, tuple):
+        x.add_(linear(a, w))
+    else:
+        x.addmm_(a, w.t())
+
+
 def decoder_layer(x, w, cos, sin, layout, scale: float, eps: float, n_q: int, n_kv: int, head_dim: int):
     """One whole decoder layer over packed tokens: what ``torch.compile`` fuses end to end."""
     ln1, qkv, qn, kn, o_w, ln2, gate_up, down = w
@@ -162,6 +181,7 @@ class Qwen3Scorer(nn.Module):
             self.weights = [_to_fp8(w) for w in self.weights]
         elif quantize is not None:
             raise ValueError(f"unknown quantization {quantize!r}: use fp8 or none")
+        self.residual_in_place = True  # see add_linear_; the engine turns it off where launching costs more
         self.use_eager()
         if compile:
             # Only the token counts vary between calls (forward marks them dynamic); the model's widths stay
@@ -170,6 +190,7 @@ class Qwen3Scorer(nn.Module):
             self.layer = torch.compile(decoder_layer, dynamic=None)
             self.pre = torch.compile(pre_attention, dynamic=None)
             self.post = torch.compile(post_attention, dynamic=None)
+            self.mlp = torch.compile(mlp_input, dynamic=None)
             self.compiled = True
 
     def release_unquantized(self) -> None:
@@ -183,7 +204,7 @@ class Qwen3Scorer(nn.Module):
 
     def use_eager(self) -> None:
         """Run the plain (uncompiled) functions, e.g. after ``torch.compile`` failed on this machine."""
-        self.layer, self.pre, self.post = decoder_layer, pre_attention, post_attention
+        self.layer, self.pre, self.post, self.mlp = decoder_layer, pre_attention, post_attention, mlp_input
         self.compiled = False
 
     def _rope(self, pos: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,7 +223,14 @@ class Qwen3Scorer(nn.Module):
             _token_dims_dynamic(x, cos, sin, *layout.tensors())
         *body, final = self.weights
         for w in body:
-            x = self.layer(x, w, cos, sin, layout, self.scale, self.eps, self.n_q, self.n_kv, self.head_dim)
+            if self.residual_in_place:  # x is ours (the embedding's output): the residual adds go into it
+                ln1, qkv, qn, kn, o_w, ln2, gate_up, down = w
+                q, k, v = self.pre(x, ln1, qkv, qn, kn, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
+                o = attention(q, k, v, layout, self.scale)
+                add_linear_(x, o.reshape(o.shape[0], -1), o_w)
+                add_linear_(x, self.mlp(x, ln2, gate_up, self.eps), down)
+            else:
+                x = self.layer(x, w, cos, sin, layout, self.scale, self.eps, self.n_q, self.n_kv, self.head_dim)
         # Final layer: only each pair's last position feeds the score, so finish it for those alone.
         ln1, qkv, qn, kn, o_w, ln2, gate_up, down = final
         q, k, v = self.pre(x, ln1, qkv, qn, kn, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
