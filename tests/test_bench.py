@@ -56,8 +56,12 @@ def test_workload_lengths_are_exact(tiny_qwen_dir, shared_dir):
     lengths = [len(tok(d, add_special_tokens=False)["input_ids"]) for d in w.documents]
     # decoding then re-encoding a cut token stream may merge a token or two at the edges
     assert all(abs(a - b) <= 3 for a, b in zip(lengths, spread(20)))
-    with pytest.raises(ValueError, match="unknown workload"):
-        build(["W0x"], tok, None)
+    capped = build(["W20-100"], tok, shared_dir / "data" / "trec-dl19-subset")[0]  # lengths up to 100, not 512
+    lengths = [len(tok(d, add_special_tokens=False)["input_ids"]) for d in capped.documents]
+    assert len(lengths) == 20 and all(abs(a - b) <= 3 for a, b in zip(lengths, spread(20, high=100)))
+    for bad in ("W0x", "W20-", "W-100"):
+        with pytest.raises(ValueError, match="unknown workload"):
+            build([bad], tok, None)
 
 
 def test_http_mode_against_a_real_server(tiny_qwen_dir, tmp_path):
