@@ -50,7 +50,7 @@ HEAD_START_MS = 20.0
 about as long as launching it from Python (the 0.6B model on an H200: 6k tokens in ~13 ms) and the CPU needs
 that time to tokenize the rest of a 100-document request. For bigger models the GPU time of any slice dwarfs
 the launches, and these shapes would only cost graph memory."""
-HEAD_START_PAIR_TOKENS = 256
+HEAD_START_PAIR_TOKENS = 256  # the placeholder documents head-start shapes are timed on
 
 
 @dataclass

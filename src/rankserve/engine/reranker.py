@@ -269,15 +269,14 @@ class Reranker:
             self._graphs_tried = True  # once: a second warm-up does not record again
             graphs = CudaGraphs(self.scorer, self.device, self.prefix_reuse)
             graphs.record(self.max_batch_tokens, len(self.builder.system_ids) + 24)  # keeps what it could record
-            self.graphs = graphs if graphs.graphs or graphs.head_starts else None
+            self.graphs = graphs if graphs.graphs else None  # (head starts are only recorded above small graphs)
 
     def graphs_status(self) -> str:
         """One line for the start-up log: whether small batches replay CUDA graphs, and why not."""
         if self.graphs is not None:
             g = self.graphs
-            small = f"batches of up to {g.graphs[-1].shape.tokens} tokens" if g.graphs else "no small batches"
             heads = f", first slices of {g.head_starts[-1].shape.tokens} tokens" if g.head_starts else ""
-            return f"replaying {small}{heads}"
+            return f"replaying batches of up to {g.graphs[-1].shape.tokens} tokens{heads}"
         if not self.cuda_graphs:
             return "off"
         if not self._graphs_run_here():
