@@ -41,6 +41,7 @@ def bench(
     duration: float = typer.Option(10.0, help="--http: seconds per rate."),
     concurrency: int = typer.Option(64, help="--http: clients in the saturation run."),
     docs: int = typer.Option(20, help="--http: documents per request."),
+    target_p95_ms: float = typer.Option(800.0, help="--http: the p95 latency the best rate must stay under (ms)."),
     json_out: Path = typer.Option(None, "--json", help="Write all results as JSON here."),
     png_out: Path = typer.Option(None, "--png", help="Write a latency chart here."),
 ) -> None:
@@ -75,6 +76,7 @@ def bench(
             duration,
             concurrency,
             api_key,
+            target_p95_ms=target_p95_ms,
             progress=lambda s: console.print(f"[dim]{s}[/]"),
         )
         for row in result["open_loop"]:
