@@ -150,15 +150,11 @@ class CudaGraphs:
         for tokens in TOKEN_SHAPES:
             if tokens > max_tokens:
                 break
-            shape = Shape(tokens, max(MIN_PAIRS, tokens // TOKENS_PER_PAIR))
             try:
-                inputs = pack(placeholder(shape, prefix_tokens), self.device, self.reuse_prefix, shape)
-                graph = self._capture(shape, inputs)  # warms the launched pass up too
-                launched_ms = _median_ms(lambda batch=inputs: self.forward(batch))
+                graph = self._capture_placeholder(tokens, prefix_tokens)  # warms the launched pass up too
+                launched_ms = _median_ms(lambda batch=graph.inputs: self.forward(batch))
             except Exception as exc:  # keep what was recorded; bigger batches are launched
-                log.warning("recording a CUDA graph of %d tokens failed (%s: %s)", tokens, type(exc).__name__, exc)
-                if isinstance(exc, torch.OutOfMemoryError):
-                    torch.cuda.empty_cache()
+                _recording_failed(tokens, exc)
                 break
             if graph.replay_ms > FASTER * launched_ms:
                 break
@@ -181,19 +177,20 @@ class CudaGraphs:
                 continue
             if tokens > max_tokens or biggest.replay_ms * tokens / biggest.shape.tokens > HEAD_START_MS:
                 break
-            shape = Shape(tokens, max(MIN_PAIRS, tokens // TOKENS_PER_PAIR))
-            pairs = tokens // HEAD_START_PAIR_TOKENS  # timed on documents of a first slice's size
-            try:
-                inputs = pack(placeholder(shape, prefix_tokens, pairs), self.device, self.reuse_prefix, shape)
-                graph = self._capture(shape, inputs)
+            try:  # timed on documents of a first slice's size
+                graph = self._capture_placeholder(tokens, prefix_tokens, tokens // HEAD_START_PAIR_TOKENS)
             except Exception as exc:
-                log.warning("recording a CUDA graph of %d tokens failed (%s: %s)", tokens, type(exc).__name__, exc)
-                if isinstance(exc, torch.OutOfMemoryError):
-                    torch.cuda.empty_cache()
+                _recording_failed(tokens, exc)
                 break
             if graph.replay_ms > HEAD_START_MS:
                 break
             self.head_starts.append(graph)
+
+    def _capture_placeholder(self, tokens: int, prefix_tokens: int, pairs: int = 2) -> Graph:
+        """Record the shape of ``tokens`` tokens from a placeholder batch of ``pairs`` pairs."""
+        shape = Shape(tokens, max(MIN_PAIRS, tokens // TOKENS_PER_PAIR))
+        inputs = pack(placeholder(shape, prefix_tokens, pairs), self.device, self.reuse_prefix, shape)
+        return self._capture(shape, inputs)
 
     def _capture(self, shape: Shape, inputs: PackedBatch) -> Graph:
         side = torch.cuda.Stream(self.device)
@@ -215,6 +212,12 @@ def placeholder(shape: Shape, prefix_tokens: int, pairs: int = 2) -> list[Pair]:
     prefix = tuple([0] * min(prefix_tokens, shape.tokens // (2 * pairs)))
     own = shape.tokens // pairs - len(prefix)
     return [Pair(owner, i, 0, prefix, [0] * own) for i in range(pairs)]
+
+
+def _recording_failed(tokens: int, exc: Exception) -> None:
+    log.warning("recording a CUDA graph of %d tokens failed (%s: %s)", tokens, type(exc).__name__, exc)
+    if isinstance(exc, torch.OutOfMemoryError):
+        torch.cuda.empty_cache()
 
 
 def _median_ms(fn: Callable[[], object], repeat: int = 7) -> float:

@@ -84,17 +84,16 @@ def pre_attention(x, ln_w, qkv_w, qn_w, kn_w, cos, sin, eps: float, n_q: int, n_
     return q, k, v
 
 
-def post_attention(x, o, o_w, ln_w, gate_up_w, down_w, eps: float):
-    """Output projection and residual, then the SwiGLU MLP and residual."""
-    x = x + linear(o.reshape(o.shape[0], -1), o_w)
-    gate, up = linear(rms_norm(x, ln_w, eps), gate_up_w).chunk(2, dim=-1)
-    return x + linear(F.silu(gate) * up, down_w)
-
-
 def mlp_input(x, ln_w, gate_up_w, eps: float):
     """Post-attention norm, fused gate/up projection and SwiGLU: the MLP up to its down projection."""
     gate, up = linear(rms_norm(x, ln_w, eps), gate_up_w).chunk(2, dim=-1)
     return F.silu(gate) * up
+
+
+def post_attention(x, o, o_w, ln_w, gate_up_w, down_w, eps: float):
+    """Output projection and residual, then the SwiGLU MLP and residual."""
+    x = x + linear(o.reshape(o.shape[0], -1), o_w)
+    return x + linear(mlp_input(x, ln_w, gate_up_w, eps), down_w)
 
 
 def add_linear_(x: torch.Tensor, a: torch.Tensor, w: torch.Tensor | tuple) -> None:
