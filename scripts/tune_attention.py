@@ -3,7 +3,9 @@
 How the defaults in ``rankserve/engine/triton_attention.py`` were chosen (BENCHMARKS.md). The layouts
 come from the engine's own ``pack``: one 70-token prefix and documents of 45–600 tokens (W100-like, in
 one batch) or 60 documents of 45–300 tokens (a streamed slice). Per layer, bf16, 0.6B and 8B head
-counts; every variant is checked against FlashAttention-2's output.
+counts; queries come raw from the q/k/v projection, as in the model, and the kernel normalises and
+rotates them (``QueryNorm``); every variant is checked against FlashAttention-2's output on queries
+normalised and rotated first.
 
 Usage (on the GPU machine, repository root):  python3 scripts/tune_attention.py [--quick]
 """
@@ -19,7 +21,7 @@ import torch
 from triton.testing import do_bench
 
 from rankserve.engine import triton_attention
-from rankserve.engine.attention import _varlen
+from rankserve.engine.attention import QueryNorm, _varlen
 from rankserve.engine.packing import pack
 from rankserve.engine.types import Pair, PreparedRequest, ScoreRequest
 
@@ -53,11 +55,15 @@ def main() -> None:
         batch = packed(lengths, dev)
         layout, tokens, scale = batch.layout, batch.ids.numel(), 128**-0.5
         qkv = torch.randn(tokens, (hq + 2 * hkv) * 128, device=dev, dtype=torch.bfloat16)
-        q = qkv[:, : hq * 128].reshape(tokens, hq, 128).contiguous()
+        q = qkv[:, : hq * 128].view(tokens, hq, 128)  # strided views, as in the model
         k = qkv[:, hq * 128 : (hq + hkv) * 128].reshape(tokens, hkv, 128).contiguous()
-        v = qkv[:, (hq + hkv) * 128 :].reshape(tokens, hkv, 128)  # a strided view, as in the model
+        v = qkv[:, (hq + hkv) * 128 :].view(tokens, hkv, 128)
+        angles = batch.pos[:, None].float() / 1e6 ** (torch.arange(0, 128, 2, device=dev).float() / 128)
+        angles = torch.cat((angles, angles), dim=-1)[:, None]
+        q_norm = QueryNorm(torch.rand(128, device=dev, dtype=torch.bfloat16) + 0.5,
+                           angles.cos().to(torch.bfloat16), angles.sin().to(torch.bfloat16), 1e-6)  # fmt: skip
 
-        flash = functools.partial(flash_with_gather, q, k, v, layout, scale)
+        flash = functools.partial(flash_with_gather, q_norm.apply(q), k, v, layout, scale)
         want = flash().float()
         best = (float("inf"),)
         for bm, rows_per_program, bn, warps, stages in GRID:
@@ -66,7 +72,7 @@ def main() -> None:
                 work = triton_attention.work_list(*(t.cpu().numpy() for t in (seg.q_len, seg.k_len, seg.p_len)), bm)
                 seg = triton_attention.Segments(*seg.tensors()[:6], *(torch.tensor(a, device=dev) for a in work))
             tuning = dict(block_m=bm, rows=rows_per_program, block_n=bn, num_warps=warps, num_stages=stages)
-            run = functools.partial(triton_attention.packed_attention, q, k, v, seg, scale, **tuning)
+            run = functools.partial(triton_attention.packed_attention, q, k, v, seg, scale, q_norm, **tuning)
             try:
                 err = (run().float() - want).abs().max()
                 ms = do_bench(run, return_mode="median")

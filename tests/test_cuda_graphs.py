@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from rankserve.engine import Reranker, ScoreRequest
+from rankserve.engine import Reranker, ScoreRequest, attention
 from rankserve.engine.graphs import CudaGraphs, Graph, placeholder
 from rankserve.engine.packing import Shape, pack, packed_tokens
 from rankserve.engine.triton_attention import BLOCK_M, work_list
@@ -219,3 +219,26 @@ def test_a_big_first_slice_starts_in_a_graph(gpu_reranker):
         graphs.run = run
         rr.graphs = graphs
     assert max(abs(a - b) for a, b in zip(started, launched, strict=True)) < 2e-2
+
+
+@needs_hopper
+def test_triton_kernels_score_as_the_other_kernels(gpu_reranker):
+    """The Triton kernels (keys normed and rotated in one, queries inside attention) against padded SDPA
+    with the model's maths, in bf16 on the GPU: as close as FlashAttention comes (bf16 rounding
+    differs between kernels, and a random tiny model amplifies it)."""
+    rr = gpu_reranker
+    graphs, rr.graphs = rr.graphs, None
+    requests = random_requests(2, 6)
+    scores = {}
+    try:
+        for backend in ("auto", "flash", "sdpa"):
+            attention.set_backend(backend)
+            scores[backend] = [d.score for r in rr.score_requests(requests) for d in r]
+    finally:
+        attention.set_backend("auto")
+        rr.graphs = graphs
+
+    def worst(a: str, b: str) -> float:
+        return max(abs(x - y) for x, y in zip(scores[a], scores[b], strict=True))
+
+    assert worst("auto", "sdpa") <= 2 * worst("flash", "sdpa") + 5e-3, (worst("auto", "sdpa"), worst("flash", "sdpa"))

@@ -20,10 +20,11 @@ HERE = Path(__file__).parent
 
 def test_kernel_and_engine_match_padded_attention(tiny_qwen_dir):
     """Random packed layouts (prefixes read in place, grouped-query heads, strided keys), then the whole
-    engine with and without prefix reuse: the Triton kernel agrees with padded SDPA in fp32; the fused
-    q/k norm + rotary kernel agrees with the model's maths, called directly and as the op compiled code
-    calls; the engine with both kernels agrees with it without them (each checked to have run); batches
-    padded to a CUDA graph's fixed sizes score as unpadded ones."""
+    engine with and without prefix reuse: the Triton kernel agrees with padded SDPA in fp32, also when
+    it normalises and rotates raw queries itself; the key norm + rotary kernel agrees with the model's
+    maths, called directly and as the op compiled code calls; the engine with both kernels agrees with
+    it without them (each checked to have run); batches padded to a CUDA graph's fixed sizes score as
+    unpadded ones."""
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     proc = subprocess.run(
         [sys.executable, str(HERE / "triton_interpreted.py"), str(tiny_qwen_dir)],
@@ -32,6 +33,7 @@ def test_kernel_and_engine_match_padded_attention(tiny_qwen_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     errors = json.loads(proc.stdout.strip().splitlines()[-1])
     kernels = {"kernel_gqa2", "kernel_gqa4", "kernel_mha", "kernel_64bit_offsets"}
+    kernels |= {"kernel_q_norm_gqa2", "kernel_q_norm_gqa4", "kernel_q_norm_64bit_offsets"}
     kernels |= {"norm_rope_gqa2", "norm_rope_mha", "norm_rope_6_heads", "norm_rope_0.6b_heads", "norm_rope_7_1_heads"}
     engine = {"engine_prefix_reuse", "engine_no_prefix_reuse", "padded_prefix_reuse", "padded_no_prefix_reuse"}
     assert set(errors) == kernels | engine

@@ -18,11 +18,13 @@ Three kernels, one answer:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from rankserve.engine import triton_attention
+from rankserve.engine.rope import norm_rope
 from rankserve.engine.triton_attention import Segments
 
 
@@ -63,6 +65,23 @@ class SeqLayout:
             mask = (j <= i + offset) & (j < lens_k[:, None, None])
             self._padded = (seq_q, pos_q, seq_k, pos_k, mask[:, None])
         return self._padded
+
+
+class QueryNorm(NamedTuple):
+    """Qwen3's query RMSNorm and rotary embedding, left for :func:`attention` to apply.
+
+    Each layer's queries are read once, by attention, so our Triton kernel normalises and rotates them
+    as it loads them instead of a kernel before it writing them back (on an H200 that saves ~8 KB of
+    memory traffic a token a layer). The other kernels apply it first (:meth:`apply`).
+    """
+
+    weight: torch.Tensor  # [D]
+    cos: torch.Tensor  # [Tq, 1, D], one row per query token
+    sin: torch.Tensor
+    eps: float
+
+    def apply(self, q: torch.Tensor) -> torch.Tensor:
+        return norm_rope(q, self.weight, self.cos, self.sin, self.eps)
 
 
 _backend = "auto"
@@ -122,14 +141,19 @@ def kernel_for(q: torch.Tensor, layout: SeqLayout, *kv: torch.Tensor) -> str:
     return "flash" if varlen_available(q) else "sdpa"
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: SeqLayout, scale: float) -> torch.Tensor:
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: SeqLayout, scale: float, q_norm: QueryNorm | None = None
+) -> torch.Tensor:
     """Causal attention; q: [Tq, Hq, D], k/v: [Tk, Hkv, D] → [Tq, Hq, D].
 
     k/v hold each token's keys once; ``layout`` says which keys each query sequence reads.
+    With ``q_norm``, ``q`` is the raw projection, normalised and rotated here.
     """
     kernel = kernel_for(q, layout, k, v)
     if kernel == "triton":
-        return triton_attention.packed_attention(q, k, v, layout.segments, scale)
+        return triton_attention.packed_attention(q, k, v, layout.segments, scale, q_norm)
+    if q_norm is not None:
+        q = q_norm.apply(q)
     if layout.key_index is not None:
         k, v = k[layout.key_index], v[layout.key_index]
     if kernel == "flash":

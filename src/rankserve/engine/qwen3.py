@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from rankserve.engine import triton_rope
-from rankserve.engine.attention import attention, uses_triton
+from rankserve.engine.attention import QueryNorm, attention, uses_triton
 from rankserve.engine.packing import PackedBatch
+from rankserve.engine.rope import norm_rope
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -52,35 +53,19 @@ def linear(x: torch.Tensor, w: torch.Tensor | tuple[torch.Tensor, torch.Tensor])
     return F.linear(x, w)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def pre_attention(x, ln_w, qkv_w, kn_w, cos, sin, eps: float, n_q: int, n_kv: int, head_dim: int):
+    """Input norm, fused q/k/v projection, and the keys' norm and rotary embedding.
 
-
-def qk_norm_rope(qkv, qn_w, kn_w, cos, sin, eps: float, n_q: int, n_kv: int, head_dim: int):
-    """Qwen3's per-head q/k RMSNorm, then the rotary embedding: ``qkv [T, (n_q + 2 n_kv) * D]`` → q, k.
-
-    The model's maths in PyTorch operations (what ``torch.compile`` fuses, and what
-    :mod:`~rankserve.engine.triton_rope`'s kernel is tested against).
+    The queries come back as projected: attention normalises and rotates them (:class:`QueryNorm`),
+    on Hopper inside its kernel, which saves writing them out and reading them back.
     """
-    t = qkv.shape[0]
-    q, k, _ = qkv.split([n_q * head_dim, n_kv * head_dim, n_kv * head_dim], dim=-1)
-    q = rms_norm(q.reshape(t, n_q, head_dim), qn_w, eps)
-    k = rms_norm(k.reshape(t, n_kv, head_dim), kn_w, eps)
-    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
-
-
-def pre_attention(x, ln_w, qkv_w, qn_w, kn_w, cos, sin, eps: float, n_q: int, n_kv: int, head_dim: int):
-    """Input norm, fused q/k/v projection, q/k norms and rotary embedding."""
     t = x.shape[0]
     qkv = linear(rms_norm(x, ln_w, eps), qkv_w)
-    q, _, v = qkv.split([n_q * head_dim, n_kv * head_dim, n_kv * head_dim], dim=-1)
-    v = v.reshape(t, n_kv, head_dim)
-    if uses_triton(q.reshape(t, n_q, head_dim), v) and triton_rope.supports(qkv, head_dim):
-        # on the devices where attention runs on our Triton kernel (Hopper), q/k norms and rotation are one kernel
-        q, k = triton_rope.qk_norm_rope(qkv, qn_w, kn_w, cos, sin, eps, n_q, n_kv)
+    q, k, v = (part.view(t, -1, head_dim) for part in qkv.split([n_q * head_dim, n_kv * head_dim, n_kv * head_dim], -1))
+    if uses_triton(q, v) and triton_rope.supports(qkv, head_dim):
+        k = triton_rope.k_norm_rope(qkv, kn_w, cos, sin, eps, n_q, n_kv)  # the keys' norm and rotation in one kernel
     else:
-        q, k = qk_norm_rope(qkv, qn_w, kn_w, cos, sin, eps, n_q, n_kv, head_dim)
+        k = norm_rope(k, kn_w, cos, sin, eps)
     return q, k, v
 
 
@@ -112,8 +97,8 @@ def add_linear_(x: torch.Tensor, a: torch.Tensor, w: torch.Tensor | tuple) -> No
 def decoder_layer(x, w, cos, sin, layout, scale: float, eps: float, n_q: int, n_kv: int, head_dim: int):
     """One whole decoder layer over packed tokens: what ``torch.compile`` fuses end to end."""
     ln1, qkv, qn, kn, o_w, ln2, gate_up, down = w
-    q, k, v = pre_attention(x, ln1, qkv, qn, kn, cos, sin, eps, n_q, n_kv, head_dim)
-    o = attention(q, k, v, layout, scale)
+    q, k, v = pre_attention(x, ln1, qkv, kn, cos, sin, eps, n_q, n_kv, head_dim)
+    o = attention(q, k, v, layout, scale, QueryNorm(qn, cos, sin, eps))
     return post_attention(x, o, o_w, ln2, gate_up, down, eps)
 
 
@@ -224,16 +209,16 @@ class Qwen3Scorer(nn.Module):
         for w in body:
             if self.residual_in_place:  # x is ours (the embedding's output): the residual adds go into it
                 ln1, qkv, qn, kn, o_w, ln2, gate_up, down = w
-                q, k, v = self.pre(x, ln1, qkv, qn, kn, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
-                o = attention(q, k, v, layout, self.scale)
+                q, k, v = self.pre(x, ln1, qkv, kn, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
+                o = attention(q, k, v, layout, self.scale, QueryNorm(qn, cos, sin, self.eps))
                 add_linear_(x, o.reshape(o.shape[0], -1), o_w)
                 add_linear_(x, self.mlp(x, ln2, gate_up, self.eps), down)
             else:
                 x = self.layer(x, w, cos, sin, layout, self.scale, self.eps, self.n_q, self.n_kv, self.head_dim)
         # Final layer: only each pair's last position feeds the score, so finish it for those alone.
         ln1, qkv, qn, kn, o_w, ln2, gate_up, down = final
-        q, k, v = self.pre(x, ln1, qkv, qn, kn, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
-        o = attention(q[last], k, v, batch.last_layout, self.scale)
+        q, k, v = self.pre(x, ln1, qkv, kn, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
+        o = attention(q[last], k, v, batch.last_layout, self.scale, QueryNorm(qn, cos[last], sin[last], self.eps))
         x = x[last]
         if self.compiled:
             _token_dims_dynamic(x, o)
