@@ -325,9 +325,6 @@ def test_growing_slices_cover_everything_in_order():
     assert growing_slices([], first=30) == []
     big_first = [500, 1]
     assert [sum(big_first[p]) for p in growing_slices(big_first, first=30)] == [500, 1]
-    # after a head-start slice the rest comes in slices of a fixed size (in one, for a 100-document request)
-    assert [sum(sizes[p]) for p in growing_slices(sizes, first=30, later=1000)] == [30, 170]
-    assert [sum(sizes[p]) for p in growing_slices(sizes, first=30, later=50)] == [30, 50, 50, 50, 20]
 
 
 def test_streamed_preparation_scores_like_the_whole_request(tiny_qwen_dir, monkeypatch):

@@ -13,11 +13,6 @@ before (on an H200: up to 2k tokens are replayed for the 0.6B model, 256 for the
 need the Triton attention kernel (Hopper): FlashAttention's launch grid follows the longest sequence,
 which a graph would freeze.
 
-For a model fast enough to need it (the 0.6B), a few bigger *head-start* shapes are recorded too, and a
-big request's first slice of documents is cut to fill the biggest graph it can (:meth:`CudaGraphs.head_start`):
-the GPU starts on it without ~10 ms of Python launches, and the CPU, free at once, tokenizes the rest while
-the GPU works. Head-start shapes are never used for padded batches (a 6k-token graph replaying a 4k-token
-batch wastes more GPU time than launching it from Python costs).
 """
 
 from __future__ import annotations
@@ -43,14 +38,6 @@ TOKENS_PER_PAIR = 16
 MIN_PAIRS = 8
 FASTER = 0.8
 """Record a shape only if replaying it takes at most this share of launching the same batch from Python."""
-HEAD_START_TOKENS = (4096, 6144)
-"""Shapes recorded for a big request's first slice alone (see :meth:`CudaGraphs.head_start`)..."""
-HEAD_START_MS = 20.0
-"""...while one replays in at most this time (documents of ~256 tokens): where a first slice's GPU time is
-about as long as launching it from Python (the 0.6B model on an H200: 6k tokens in ~13 ms) and the CPU needs
-that time to tokenize the rest of a 100-document request. For bigger models the GPU time of any slice dwarfs
-the launches, and these shapes would only cost graph memory."""
-HEAD_START_PAIR_TOKENS = 256  # the placeholder documents head-start shapes are timed on
 
 
 @dataclass
@@ -72,18 +59,16 @@ class CudaGraphs:
         self.device = device
         self.reuse_prefix = reuse_prefix
         self.graphs: list[Graph] = []  # smallest first
-        self.head_starts: list[Graph] = []  # bigger shapes, only ever filled (see head_start), smallest first
         self.launch_ms = float("nan")  # the largest recorded shape, launched from Python
         self.pool = None
         self._replaying = threading.Lock()  # a graph's inputs are shared: one batch at a time per graph set
 
     def __repr__(self) -> str:
         sizes = ", ".join(str(g.shape.tokens) for g in self.graphs)
-        heads = ", ".join(f"{g.shape.tokens} in {g.replay_ms:.1f} ms" for g in self.head_starts)
         return (
             f"CudaGraphs(tokens=[{sizes}], largest launched in {self.launch_ms:.2f} ms, replayed in "
             + (f"{self.graphs[-1].replay_ms:.2f} ms" if self.graphs else "-")
-            + f"; head starts [{heads}])"
+            + ")"
         )
 
     def find(self, pairs: Sequence[Pair]) -> Graph | None:
@@ -92,35 +77,6 @@ class CudaGraphs:
             return None
         tokens = packed_tokens(pairs, self.reuse_prefix)
         return next((g for g in self.graphs if g.shape.fits(tokens, len(pairs))), None)
-
-    def head_start(self, pairs: Sequence[Pair]) -> tuple[Graph, list[Pair], list[Pair]] | None:
-        """For pairs that fit no graph: the biggest graph they fill, the pairs that go in it, and the rest.
-
-        Pairs are taken in order, skipping any that would overflow the shape, so the graph ends up
-        nearly full (its padding runs on the GPU like real tokens). None when the pairs fit a graph
-        as they are (one padded replay scores them all), fill none, or where no head-start shapes were
-        recorded: for bigger models a first slice cut to a small graph would only hold the rest back.
-        """
-        if not self.head_starts or self.find(pairs) is not None:
-            return None
-        total = packed_tokens(pairs, self.reuse_prefix)
-        shapes = sorted(self.graphs + self.head_starts, key=lambda g: g.shape.tokens)
-        graph = next((g for g in reversed(shapes) if g.shape.tokens <= total), None)
-        if graph is None:
-            return None
-        taken: list[Pair] = []
-        rest: list[Pair] = []
-        seen: set[tuple[int, ...]] = set()
-        used = 0
-        for pair in pairs:
-            cost = len(pair.tokens) if self.reuse_prefix and pair.prefix in seen else pair.num_tokens
-            if used + cost <= graph.shape.tokens and len(taken) < graph.shape.pairs:
-                taken.append(pair)
-                seen.add(pair.prefix)
-                used += cost
-            else:
-                rest.append(pair)
-        return graph, taken, rest
 
     def run(self, graph: Graph, pairs: Sequence[Pair]) -> torch.Tensor:
         """Logits ``[len(pairs)]``: pack into the graph's shape, copy into its inputs, replay.
@@ -160,36 +116,12 @@ class CudaGraphs:
                 break
             self.graphs.append(graph)
             self.launch_ms = launched_ms
-        self._record_head_starts(max_tokens, prefix_tokens)
         log.info("CUDA graphs recorded: %r", self)
 
-    def _record_head_starts(self, max_tokens: int, prefix_tokens: int) -> None:
-        """The head-start shapes above the replayed ones, while one replays within ``HEAD_START_MS``.
-
-        A shape whose replay, scaled from the biggest replayed one, would take longer is not even recorded
-        (its working memory would stay in the graphs' pool): bigger models stop here at once.
-        """
-        if not self.graphs:
-            return
-        biggest = self.graphs[-1]
-        for tokens in HEAD_START_TOKENS:
-            if tokens <= biggest.shape.tokens:
-                continue
-            if tokens > max_tokens or biggest.replay_ms * tokens / biggest.shape.tokens > HEAD_START_MS:
-                break
-            try:  # timed on documents of a first slice's size
-                graph = self._capture_placeholder(tokens, prefix_tokens, tokens // HEAD_START_PAIR_TOKENS)
-            except Exception as exc:
-                _recording_failed(tokens, exc)
-                break
-            if graph.replay_ms > HEAD_START_MS:
-                break
-            self.head_starts.append(graph)
-
-    def _capture_placeholder(self, tokens: int, prefix_tokens: int, pairs: int = 2) -> Graph:
-        """Record the shape of ``tokens`` tokens from a placeholder batch of ``pairs`` pairs."""
+    def _capture_placeholder(self, tokens: int, prefix_tokens: int) -> Graph:
+        """Record the shape of ``tokens`` tokens from a placeholder batch."""
         shape = Shape(tokens, max(MIN_PAIRS, tokens // TOKENS_PER_PAIR))
-        inputs = pack(placeholder(shape, prefix_tokens, pairs), self.device, self.reuse_prefix, shape)
+        inputs = pack(placeholder(shape, prefix_tokens), self.device, self.reuse_prefix, shape)
         return self._capture(shape, inputs)
 
     def _capture(self, shape: Shape, inputs: PackedBatch) -> Graph:
@@ -205,13 +137,13 @@ class CudaGraphs:
         return Graph(shape, graph, inputs, output, _median_ms(graph.replay))
 
 
-def placeholder(shape: Shape, prefix_tokens: int, pairs: int = 2) -> list[Pair]:
-    """``pairs`` pairs sharing a prefix, about filling ``shape``'s tokens (with or without prefix reuse):
-    something to record a graph from (and time its replay on)."""
+def placeholder(shape: Shape, prefix_tokens: int) -> list[Pair]:
+    """Two pairs sharing a prefix, about filling ``shape``'s tokens (with or without prefix reuse):
+    something to record a graph from."""
     owner = PreparedRequest(ScoreRequest("placeholder", ["a", "b"]))
-    prefix = tuple([0] * min(prefix_tokens, shape.tokens // (2 * pairs)))
-    own = shape.tokens // pairs - len(prefix)
-    return [Pair(owner, i, 0, prefix, [0] * own) for i in range(pairs)]
+    prefix = tuple([0] * min(prefix_tokens, shape.tokens // 4))
+    own = shape.tokens // 2 - len(prefix)
+    return [Pair(owner, i, 0, prefix, [0] * own) for i in range(2)]
 
 
 def _recording_failed(tokens: int, exc: Exception) -> None:

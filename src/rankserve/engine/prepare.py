@@ -104,21 +104,13 @@ class QwenPairBuilder:
             f"the instruction is too long: it must fit in {cap} tokens with max_length={self.max_length}"
         )
 
-    def prepare(
-        self,
-        request: ScoreRequest,
-        on_pairs: Callable[[list[Pair]], None] | None = None,
-        first_chars: int = FIRST_SLICE_CHARS,
-        later_chars: int | None = None,
-    ) -> PreparedRequest:
+    def prepare(self, request: ScoreRequest, on_pairs: Callable[[list[Pair]], None] | None = None) -> PreparedRequest:
         """Tokenize a request into pairs.
 
         With ``on_pairs`` the documents are tokenized in growing slices and each slice's pairs are
         handed over as soon as they exist, so a caller can start the GPU on the first slice while
         the rest is still being tokenized (the whole request's tokenization is otherwise dead time
-        before the first kernel: ~5 ms for 100 passages on a 16-core host). The first slice holds
-        about ``first_chars`` characters of documents; each later one ``later_chars`` (default: twice
-        the one before).
+        before the first kernel: ~5 ms for 100 passages on a 16-core host).
         """
         validate(request)
         header, query_cut = self.header(request.instruction, request.query)
@@ -128,9 +120,7 @@ class QwenPairBuilder:
         distinct, same_as = first_copies(docs)
         prepared = PreparedRequest(request, same_as=same_as)
         truncated: dict[int, bool] = {}
-        parts = (
-            growing_slices([len(docs[i]) for i in distinct], first_chars, later_chars) if on_pairs else [slice(None)]
-        )
+        parts = growing_slices([len(docs[i]) for i in distinct], FIRST_SLICE_CHARS) if on_pairs else [slice(None)]
         for part in parts:
             indices = distinct[part]
             doc_ids = self.encode([prompts.document_part(docs[i]) for i in indices])
@@ -150,9 +140,8 @@ class QwenPairBuilder:
         return prepared
 
 
-def growing_slices(sizes: Sequence[int], first: int = FIRST_SLICE_CHARS, later: int | None = None) -> list[slice]:
-    """Cut a list into consecutive slices whose summed sizes are ``first``, then double each time
-    (or then ``later`` each).
+def growing_slices(sizes: Sequence[int], first: int = FIRST_SLICE_CHARS) -> list[slice]:
+    """Cut a list into consecutive slices whose summed sizes are ``first``, then double each time.
 
     A small first slice gets the GPU started early; doubling keeps the number of slices (and of
     forward passes) logarithmic in the request's size.
@@ -163,7 +152,7 @@ def growing_slices(sizes: Sequence[int], first: int = FIRST_SLICE_CHARS, later: 
         total += size
         if total >= target:
             parts.append(slice(start, i + 1))
-            start, total, target = i + 1, 0, target * 2 if later is None else later
+            start, total, target = i + 1, 0, target * 2
     if start < len(sizes):
         parts.append(slice(start, len(sizes)))
     return parts

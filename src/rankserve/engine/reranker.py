@@ -16,8 +16,7 @@ import torch
 
 from rankserve.defaults import QUANTIZATIONS
 from rankserve.engine import attention, loader
-from rankserve.engine import prepare as preparing
-from rankserve.engine.graphs import CudaGraphs, Graph
+from rankserve.engine.graphs import CudaGraphs
 from rankserve.engine.packing import pack, plan_batches
 from rankserve.engine.prepare import CrossEncoderPairBuilder, QwenPairBuilder, validate
 from rankserve.engine.qwen3 import Qwen3Scorer
@@ -36,12 +35,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_LENGTH = 8192
 STREAM_TOKENS = 12288
 """With streamed preparation, queue a forward pass (after the first) once this many tokens of pairs are ready."""
-HEAD_START_STREAM_TOKENS = 65536
-"""The same after a head-start graph (see :meth:`Reranker.score_requests`): the rest of a request goes in one
-pass where it fits, since the graph keeps the GPU busy while the rest is tokenized."""
-CHARS_PER_TOKEN = 4
-"""For sizing a first slice of documents in characters (English text; CJK text has fewer characters a token,
-and the first slice then simply holds more than the head-start graph takes)."""
 ROBERTA_FAMILY = ("roberta", "xlm-roberta", "camembert")  # positions start after the padding index
 
 
@@ -269,14 +262,12 @@ class Reranker:
             self._graphs_tried = True  # once: a second warm-up does not record again
             graphs = CudaGraphs(self.scorer, self.device, self.prefix_reuse)
             graphs.record(self.max_batch_tokens, len(self.builder.system_ids) + 24)  # keeps what it could record
-            self.graphs = graphs if graphs.graphs else None  # (head starts are only recorded above small graphs)
+            self.graphs = graphs if graphs.graphs else None
 
     def graphs_status(self) -> str:
         """One line for the start-up log: whether small batches replay CUDA graphs, and why not."""
         if self.graphs is not None:
-            g = self.graphs
-            heads = f", first slices of {g.head_starts[-1].shape.tokens} tokens" if g.head_starts else ""
-            return f"replaying batches of up to {g.graphs[-1].shape.tokens} tokens{heads}"
+            return f"replaying batches of up to {self.graphs.graphs[-1].shape.tokens} tokens"
         if not self.cuda_graphs:
             return "off"
         if not self._graphs_run_here():
@@ -366,10 +357,7 @@ class Reranker:
         With :attr:`stream_prepare` (on by default on CUDA) tokenization and the GPU overlap: the
         first slice's pairs are queued as soon as they are tokenized, later ones once
         ``STREAM_TOKENS`` tokens of pairs are ready, and the GPU works on them while the next
-        documents are tokenized. Where head-start graphs were recorded (small models on Hopper, see
-        :mod:`~rankserve.engine.graphs`), the first slice is sized for them and cut to fill the biggest
-        graph it can, and replayed: the GPU starts without waiting for ~10 ms of launches, the CPU is
-        free to tokenize the rest at once, and the rest goes in as few passes as fit.
+        documents are tokenized.
         """
         if not self.stream_prepare or self.scorer is None:
             prepared = [self.prepare(r) for r in requests]
@@ -377,37 +365,20 @@ class Reranker:
             return [p.results() for p in prepared]
         launched: list[tuple[list[Pair], torch.Tensor]] = []
         ready: list[Pair] = []
-        first_chars, later_chars, stream_tokens = preparing.FIRST_SLICE_CHARS, None, STREAM_TOKENS
-        if self.graphs is not None and self.graphs.head_starts:
-            # a first slice about the biggest head-start graph; the rest tokenized in one go, in one pass
-            first_chars = self.graphs.head_starts[-1].shape.tokens * CHARS_PER_TOKEN
-            later_chars, stream_tokens = HEAD_START_STREAM_TOKENS * CHARS_PER_TOKEN, HEAD_START_STREAM_TOKENS
-        stream_tokens = min(stream_tokens, self.max_batch_tokens)
 
         def on_pairs(pairs: list[Pair]) -> None:
             ready.extend(pairs)
-            if not launched:  # the first slice goes at once (the GPU idles until then)
-                head = self.graphs.head_start(ready) if self.graphs is not None else None  # small models
-                if head is not None:
-                    graph, taken, rest = head
-                    launched.append((taken, self._replay(graph, taken)))
-                    ready[:] = rest
-                    return
-            elif sum(p.num_tokens for p in ready) < stream_tokens:
-                return  # later slices in bigger passes
-            launched.extend(self._launch(ready))
-            ready.clear()
+            # the first slice goes at once (the GPU idles until then); later ones in bigger passes
+            if not launched or sum(p.num_tokens for p in ready) >= min(STREAM_TOKENS, self.max_batch_tokens):
+                launched.extend(self._launch(ready))
+                ready.clear()
 
         for r in requests:  # reject a bad request before any forward pass is queued
             validate(r)
-        prepared = [self.builder.prepare(r, on_pairs, first_chars, later_chars) for r in requests]
+        prepared = [self.builder.prepare(r, on_pairs=on_pairs) for r in requests]
         launched.extend(self._launch(ready))
         self._collect(launched)
         return [p.results() for p in prepared]
-
-    @torch.inference_mode()
-    def _replay(self, graph: Graph, pairs: list[Pair]) -> torch.Tensor:
-        return torch.sigmoid(self.graphs.run(graph, pairs))
 
     def score(
         self,
