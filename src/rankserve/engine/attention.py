@@ -71,8 +71,8 @@ class QueryNorm(NamedTuple):
     """Qwen3's query RMSNorm and rotary embedding, left for :func:`attention` to apply.
 
     Each layer's queries are read once, by attention, so our Triton kernel normalises and rotates them
-    as it loads them instead of a kernel before it writing them back (on an H200 that saves ~8 KB of
-    memory traffic a token a layer). The other kernels apply it first (:meth:`apply`).
+    as it loads them, instead of a separate kernel writing them out first (for the 0.6B model that saves
+    8 KB of memory traffic a token a layer). The other kernels apply it first (:meth:`apply`).
     """
 
     weight: torch.Tensor  # [D]

@@ -12,7 +12,6 @@ less than the launches it saves. Bigger batches keep the GPU busy on their own a
 before (on an H200: up to 2k tokens are replayed for the 0.6B model, 256 for the 8B). Graphs
 need the Triton attention kernel (Hopper): FlashAttention's launch grid follows the longest sequence,
 which a graph would freeze.
-
 """
 
 from __future__ import annotations
