@@ -20,6 +20,16 @@ pytestmark = pytest.mark.skipif(
 BF16 = torch.bfloat16
 
 
+def own_keys_only(lens: list[int]) -> triton_attention.Segments:
+    """Consecutive sequences of these lengths, each reading only its own keys (no prefix)."""
+    lens_np, zeros = np.array(lens), np.zeros(len(lens), dtype=np.int64)
+    starts = np.cumsum([0, *lens[:-1]])
+    ints = lambda a: torch.tensor(np.asarray(a), dtype=torch.int32, device="cuda")  # noqa: E731
+    work = triton_attention.work_list(lens_np, lens_np, zeros)
+    return triton_attention.Segments(ints(starts), ints(lens_np), ints(starts), ints(lens_np), ints(zeros), ints(zeros),
+                                     *map(ints, work))  # fmt: skip
+
+
 def rotary(tokens: int, dim: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     angles = torch.arange(tokens, device="cuda")[:, None].float() * torch.rand(dim // 2, device="cuda", generator=gen)
     angles = torch.cat((angles, angles), dim=-1)
@@ -52,12 +62,7 @@ def test_attention_normalises_raw_queries_as_the_model_does(n_q, n_kv):
     q, k, v = (p.view(tokens, -1, dim) for p in qkv.split([n_q * dim, n_kv * dim, n_kv * dim], -1))
     q_w = (torch.rand(dim, device="cuda", generator=gen) + 0.5).to(BF16)
     cos, sin = rotary(tokens, dim, gen)
-    starts = np.cumsum([0, *lens[:-1]])
-    ints = lambda a: torch.tensor(np.asarray(a), dtype=torch.int32, device="cuda")  # noqa: E731
-    zeros = np.zeros(len(lens), dtype=np.int64)
-    work = triton_attention.work_list(np.array(lens), np.array(lens), zeros)
-    seg = triton_attention.Segments(ints(starts), ints(lens), ints(starts), ints(lens), ints(zeros), ints(zeros),
-                                    *map(ints, work))  # fmt: skip
+    seg = own_keys_only(lens)
     q_norm = attention.QueryNorm(q_w, cos, sin, 1e-6)
     normed = rope.norm_rope(q.float(), q_w.float(), cos.float(), sin.float(), 1e-6).to(BF16)
     got = triton_attention.packed_attention(q, k, v, seg, dim**-0.5, q_norm)
@@ -100,13 +105,8 @@ def test_compiled_layer_runs_the_kernels():
                 assert g.shape == w.shape
                 assert float((g.float() - w.float()).abs().max()) <= 2**-6 * float(w.float().abs().max())
             q, k, v = want
-            lens = np.array([tokens])
-            zeros = np.zeros(1, dtype=np.int64)
-            ints = lambda a: torch.tensor(np.asarray(a), dtype=torch.int32, device="cuda")  # noqa: E731
-            work = triton_attention.work_list(lens, lens, zeros)
-            seg = triton_attention.Segments(ints(zeros), ints(lens), ints(zeros), ints(lens), ints(zeros), ints(zeros),
-                                            *map(ints, work))  # fmt: skip
-            layout = attention.SeqLayout(ints([0, tokens]), ints([0, tokens]), tokens, tokens, segments=seg)
+            cu = torch.tensor([0, tokens], dtype=torch.int32, device="cuda")
+            layout = attention.SeqLayout(cu, cu, tokens, tokens, segments=own_keys_only([tokens]))
             q_norm = attention.QueryNorm(q_w, cos, sin, 1e-6)
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
                 got = compiled_attention(q, k, v, layout, dim**-0.5, q_norm)

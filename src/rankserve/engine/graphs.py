@@ -64,10 +64,8 @@ class CudaGraphs:
 
     def __repr__(self) -> str:
         sizes = ", ".join(str(g.shape.tokens) for g in self.graphs)
-        return (
-            f"CudaGraphs(tokens=[{sizes}], largest launched in {self.launch_ms:.2f} ms, replayed in "
-            + (f"{self.graphs[-1].replay_ms:.2f} ms" if self.graphs else "-")
-            + ")"
+        return f"CudaGraphs(tokens=[{sizes}], largest launched in {self.launch_ms:.2f} ms, replayed in " + (
+            f"{self.graphs[-1].replay_ms:.2f} ms)" if self.graphs else "-)"
         )
 
     def find(self, pairs: Sequence[Pair]) -> Graph | None:
@@ -105,23 +103,21 @@ class CudaGraphs:
         for tokens in TOKEN_SHAPES:
             if tokens > max_tokens:
                 break
+            shape = Shape(tokens, max(MIN_PAIRS, tokens // TOKENS_PER_PAIR))
             try:
-                graph = self._capture_placeholder(tokens, prefix_tokens)  # warms the launched pass up too
-                launched_ms = _median_ms(lambda batch=graph.inputs: self.forward(batch))
+                inputs = pack(placeholder(shape, prefix_tokens), self.device, self.reuse_prefix, shape)
+                graph = self._capture(shape, inputs)  # warms the launched pass up too
+                launched_ms = _median_ms(lambda batch=inputs: self.forward(batch))
             except Exception as exc:  # keep what was recorded; bigger batches are launched
-                _recording_failed(tokens, exc)
+                log.warning("recording a CUDA graph of %d tokens failed (%s: %s)", tokens, type(exc).__name__, exc)
+                if isinstance(exc, torch.OutOfMemoryError):
+                    torch.cuda.empty_cache()
                 break
             if graph.replay_ms > FASTER * launched_ms:
                 break
             self.graphs.append(graph)
             self.launch_ms = launched_ms
         log.info("CUDA graphs recorded: %r", self)
-
-    def _capture_placeholder(self, tokens: int, prefix_tokens: int) -> Graph:
-        """Record the shape of ``tokens`` tokens from a placeholder batch."""
-        shape = Shape(tokens, max(MIN_PAIRS, tokens // TOKENS_PER_PAIR))
-        inputs = pack(placeholder(shape, prefix_tokens), self.device, self.reuse_prefix, shape)
-        return self._capture(shape, inputs)
 
     def _capture(self, shape: Shape, inputs: PackedBatch) -> Graph:
         side = torch.cuda.Stream(self.device)
@@ -143,12 +139,6 @@ def placeholder(shape: Shape, prefix_tokens: int) -> list[Pair]:
     prefix = tuple([0] * min(prefix_tokens, shape.tokens // 4))
     own = shape.tokens // 2 - len(prefix)
     return [Pair(owner, i, 0, prefix, [0] * own) for i in range(2)]
-
-
-def _recording_failed(tokens: int, exc: Exception) -> None:
-    log.warning("recording a CUDA graph of %d tokens failed (%s: %s)", tokens, type(exc).__name__, exc)
-    if isinstance(exc, torch.OutOfMemoryError):
-        torch.cuda.empty_cache()
 
 
 def _median_ms(fn: Callable[[], object], repeat: int = 7) -> float:
