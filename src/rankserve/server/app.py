@@ -19,7 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from rankserve.server.errors import install_error_handlers
 from rankserve.server.middleware import AuthMiddleware, BodyLimitMiddleware, RequestContextMiddleware
 from rankserve.server.presets import load_presets
-from rankserve.server.routes import info, rerank, score
+from rankserve.server.routes import info, rerank, score, tei
 from rankserve.server.schemas.cohere import RerankRequest, RerankResponse
 from rankserve.server.schemas.simple import SimpleRerankRequest, SimpleRerankResponse
 from rankserve.server.scoring import ClientDisconnected
@@ -34,7 +34,8 @@ log = logging.getLogger("rankserve.server")
 DESCRIPTION = """Self-hosted reranking for Qwen3-Reranker and cross-encoders.
 
 Formats: simple (`/rerank` with `texts`), Jina / Cohere v1 / vLLM (`/rerank` with `documents`,
-`/v1/rerank`), Cohere v2 (`/v2/rerank`), vLLM score (`/score`, `/v1/score`).
+`/v1/rerank`), Cohere v2 (`/v2/rerank`), vLLM score (`/score`, `/v1/score`),
+Text Embeddings Inference (`/tei/rerank`, `/info`).
 When the server has an API key, send `Authorization: Bearer <key>`.
 """
 
@@ -78,7 +79,7 @@ def create_app(
         return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
 
     app.add_exception_handler(ClientDisconnected, _disconnected)
-    for module in (rerank, score, info):
+    for module in (rerank, score, info, tei):
         app.include_router(module.router)
 
     known_paths: set[str] = set()
