@@ -102,7 +102,19 @@ def create_app(
 
 
 def _mount_ui(app: FastAPI, settings: ServerSettings) -> None:
-    """Mount the web UI when the optional ``rankserve.ui`` module provides ``mount``."""
+    """Mount the web UI when the optional ``rankserve.ui`` module provides ``mount``.
+
+    Without Gradio (installed by the ``ui`` extra) ``/ui`` answers one line saying so.
+    """
+    from rankserve.extras import available
+
+    if not available("gradio"):
+        from rankserve.server.routes import ui_missing
+
+        app.include_router(ui_missing.router)
+        app.state.auth_exempt_prefixes.append("/ui")  # the message is public, like the page would be
+        log.warning("web UI disabled: %s", ui_missing.MESSAGE)
+        return
     try:
         ui = importlib.import_module("rankserve.ui")
     except ModuleNotFoundError as exc:
