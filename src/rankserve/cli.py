@@ -142,9 +142,9 @@ def make_tiny_model(
     console.print(f"wrote a tiny {kind} reranker to {path}")
 
 
-from rankserve.server.cli import serve  # noqa: E402
+from rankserve.server.cli import SERVE_CONTEXT, serve  # noqa: E402
 
-app.command("serve")(serve)
+app.command("serve", context_settings=SERVE_CONTEXT)(serve)
 
 from rankserve.pipeline.cli import eval_cmd, index_cmd, search_cmd  # noqa: E402
 

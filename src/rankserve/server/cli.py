@@ -22,6 +22,18 @@ from rankserve.server.settings import API_KEY_ENV, ServerSettings
 
 log = logging.getLogger("rankserve.server")
 
+ENV_PREFIX = "RANKSERVE"
+SERVE_CONTEXT = {"auto_envvar_prefix": ENV_PREFIX}
+"""Every ``serve`` option can come from ``RANKSERVE_<OPTION>`` (``--max-length`` ->
+``RANKSERVE_MAX_LENGTH``); a command-line option wins over its variable."""
+
+
+class LogFormat(str, Enum):
+    """``--log-format`` values."""
+
+    text = "text"
+    json = "json"
+
 
 class LogLevel(str, Enum):
     """``--log-level`` values (anything else is a usage error, not a traceback)."""
@@ -47,6 +59,7 @@ def serve(
     ),
     log_file: Path | None = typer.Option(None, help="Also write the log to this file."),
     log_level: LogLevel = typer.Option(LogLevel.info, case_sensitive=False, help="debug, info, warning or error."),
+    log_format: LogFormat = typer.Option(LogFormat.text, help="text, or json: one JSON object per log line."),
     presets: Path | None = typer.Option(
         None, "--presets", help="TOML/YAML file of name = instruction presets (adds to the shipped ones)."
     ),
@@ -97,7 +110,7 @@ def serve(
         _fail(f"--compile must be auto, on or off, not {compile!r}", 2)
     if quantize not in QUANTIZATIONS:
         _fail(f"--quantize must be {' or '.join(QUANTIZATIONS)}, not {quantize!r}", 2)
-    setup_logging(log_level.value, log_file)
+    setup_logging(log_level.value, log_file, log_format.value)
     try:
         load_presets(presets)
     except PresetFileError as exc:
@@ -191,4 +204,6 @@ class _Server(uvicorn.Server):
 
 def main() -> None:
     """``python -m rankserve.server``: the serve command without the rest of the CLI."""
-    typer.run(serve)
+    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    single.command(context_settings=SERVE_CONTEXT)(serve)
+    single()
