@@ -193,6 +193,11 @@ def test_info_at_root_and_errors(server: ServerProcess) -> None:
     direction = httpx.post(url, json={"query": QUERY, "texts": TEXTS, "truncation_direction": "Up"}, headers=AUTH)
     assert direction.status_code == 422 and "truncation_direction" in direction.json()["error"]
     assert httpx.get(server.url + "/health").status_code == 200  # still serving
+    spec = httpx.get(server.url + "/openapi.json", headers=AUTH).json()
+    body = spec["paths"]["/tei/rerank"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    fields = {"query", "texts", "raw_scores", "return_text", "truncate", "truncation_direction"}
+    assert fields <= set(body["properties"])
+    assert "/info" in spec["paths"]
 
 
 def test_logit_clamps_the_float32_ends() -> None:
