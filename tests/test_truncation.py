@@ -34,7 +34,7 @@ def test_fit_policies_unit():
     assert all(b - a <= 40 - chunk_overlap(40) for a, b in zip(starts, starts[1:]))
 
 
-@pytest.mark.parametrize("policy", ["head", "head_tail", "chunks"])
+@pytest.mark.parametrize("policy", ["head", "head_tail", "tail", "chunks"])
 def test_prefix_and_suffix_intact_and_budget_respected(small, policy):
     builder = small.builder
     prepared = small.prepare(ScoreRequest("a query", LONG + DOCS, truncation=policy))
