@@ -61,6 +61,14 @@ def validate(request: ScoreRequest) -> None:
     if request.instruction is not None and not isinstance(request.instruction, str):
         raise InvalidInputError("instruction must be a string")
     check_policy(request.truncation)
+    cap = request.max_length
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+        raise InvalidInputError(f"max_length must be a positive integer, got {cap!r}")
+
+
+def pair_limit(request: ScoreRequest, engine_max_length: int) -> int:
+    """Tokens one (query, document) prompt may take: the request's cap within the engine's."""
+    return engine_max_length if request.max_length is None else min(request.max_length, engine_max_length)
 
 
 class QwenPairBuilder:
@@ -86,10 +94,10 @@ class QwenPairBuilder:
             return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
-    def header(self, instruction: str | None, query: str) -> tuple[list[int], bool]:
+    def header(self, instruction: str | None, query: str, body_budget: int | None = None) -> tuple[list[int], bool]:
         """Token ids of instruction + query, cutting the query if it takes too much of the budget."""
         ids = self.encode([prompts.format_header(instruction, query)])[0]
-        cap = int(self.body_budget * self.query_share)
+        cap = int((self.body_budget if body_budget is None else body_budget) * self.query_share)
         if len(ids) <= cap:
             return ids, False
         query_ids = self.encode([query])[0]
@@ -100,9 +108,8 @@ class QwenPairBuilder:
             if len(ids) <= cap:
                 return ids, True
             keep -= max(1, len(ids) - cap)
-        raise InvalidInputError(
-            f"the instruction is too long: it must fit in {cap} tokens with max_length={self.max_length}"
-        )
+        limit = self.max_length if body_budget is None else body_budget + len(self.system_ids) + len(self.suffix_ids)
+        raise InvalidInputError(f"the instruction is too long: it must fit in {cap} tokens with max_length={limit}")
 
     def prepare(self, request: ScoreRequest, on_pairs: Callable[[list[Pair]], None] | None = None) -> PreparedRequest:
         """Tokenize a request into pairs.
@@ -113,9 +120,18 @@ class QwenPairBuilder:
         before the first kernel: ~5 ms for 100 passages on a 16-core host).
         """
         validate(request)
-        header, query_cut = self.header(request.instruction, request.query)
+        body_budget = self.body_budget
+        if request.max_length is not None:
+            limit = pair_limit(request, self.max_length)
+            body_budget = limit - len(self.system_ids) - len(self.suffix_ids)
+            if body_budget < MIN_BODY_TOKENS:
+                smallest = len(self.system_ids) + len(self.suffix_ids) + MIN_BODY_TOKENS
+                raise InvalidInputError(
+                    f"a limit of {limit} tokens per document is too small for this model's prompt: at least {smallest}"
+                )
+        header, query_cut = self.header(request.instruction, request.query, body_budget)
         prefix = tuple(self.system_ids + header)
-        budget = self.body_budget - len(header)
+        budget = body_budget - len(header)
         docs = list(request.documents)
         distinct, same_as = first_copies(docs)
         prepared = PreparedRequest(request, same_as=same_as)
@@ -175,10 +191,15 @@ class CrossEncoderPairBuilder:
     def prepare(self, request: ScoreRequest) -> PreparedRequest:
         validate(request)
         tok = self.tokenizer
+        limit = pair_limit(request, self.max_length)
+        if limit // 2 - self.num_special < 1:
+            raise InvalidInputError(
+                f"a limit of {limit} tokens per document is too small: at least {2 * (self.num_special + 1)}"
+            )
         query_ids = tok([request.query], add_special_tokens=False)["input_ids"][0]
-        query_cut = len(query_ids) > self.max_length // 2
-        query = tok.decode(query_ids[: self.max_length // 2]) if query_cut else request.query
-        budget = self.max_length - self.num_special - min(len(query_ids), self.max_length // 2)
+        query_cut = len(query_ids) > limit // 2
+        query = tok.decode(query_ids[: limit // 2]) if query_cut else request.query
+        budget = limit - self.num_special - min(len(query_ids), limit // 2)
         docs = list(request.documents)
         distinct, same_as = first_copies(docs)
         doc_ids = tok([docs[i] for i in distinct], add_special_tokens=False)["input_ids"]
@@ -201,7 +222,7 @@ class CrossEncoderPairBuilder:
             [query] * len(texts),
             [t for _, _, t in texts],
             truncation="only_second",
-            max_length=self.max_length,
+            max_length=limit,
         )
         type_ids = enc.get("token_type_ids")
         for k, (index, window, _) in enumerate(texts):
