@@ -28,7 +28,16 @@ def test_pairs_fit_the_request_cap(fixture, request):
     assert rr.prepare(ScoreRequest(base.query, base.documents, max_length=10_000)).num_tokens == full.num_tokens
 
 
-def test_cap_too_small_or_invalid_is_invalid_input(tiny_reranker):
-    for cap in (3, 0, -1):
-        with pytest.raises(InvalidInputError, match="max_length|too small"):
+def test_cap_below_the_prompt_leaves_documents_one_token(tiny_reranker):
+    prepared = tiny_reranker.prepare(ScoreRequest("why is the cpu busy", [LONG, "short one"], max_length=3))
+    full = tiny_reranker.prepare(ScoreRequest("why is the cpu busy", [LONG, "short one"]))
+    for capped, whole in zip(prepared.pairs, full.pairs, strict=True):
+        assert capped.prefix == whole.prefix  # the prompt and the query are never cut by the cap
+        assert len(capped.tokens) == len(tiny_reranker.builder.suffix_ids) + 1
+    assert prepared.truncated == [True, True]
+
+
+def test_invalid_cap_is_invalid_input(tiny_reranker):
+    for cap in (0, -1, True, 2.5):
+        with pytest.raises(InvalidInputError, match="max_length must be a positive integer"):
             tiny_reranker.prepare(ScoreRequest("q", ["doc"], max_length=cap))

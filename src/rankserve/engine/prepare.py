@@ -66,9 +66,16 @@ def validate(request: ScoreRequest) -> None:
         raise InvalidInputError(f"max_length must be a positive integer, got {cap!r}")
 
 
-def pair_limit(request: ScoreRequest, engine_max_length: int) -> int:
-    """Tokens one (query, document) prompt may take: the request's cap within the engine's."""
-    return engine_max_length if request.max_length is None else min(request.max_length, engine_max_length)
+def document_budget(request: ScoreRequest, budget: int, overhead: int) -> int:
+    """Tokens a document (or one window) may take under the request's own cap, if it has one.
+
+    ``budget`` is the engine's room for the document; ``overhead`` the tokens of everything else
+    in the pair. The cap never cuts the prompt or the query: below their size, documents keep
+    one token (the pair is then longer than the cap).
+    """
+    if request.max_length is None:
+        return budget
+    return max(1, min(budget, request.max_length - overhead))
 
 
 class QwenPairBuilder:
@@ -94,10 +101,10 @@ class QwenPairBuilder:
             return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
-    def header(self, instruction: str | None, query: str, body_budget: int | None = None) -> tuple[list[int], bool]:
+    def header(self, instruction: str | None, query: str) -> tuple[list[int], bool]:
         """Token ids of instruction + query, cutting the query if it takes too much of the budget."""
         ids = self.encode([prompts.format_header(instruction, query)])[0]
-        cap = int((self.body_budget if body_budget is None else body_budget) * self.query_share)
+        cap = int(self.body_budget * self.query_share)
         if len(ids) <= cap:
             return ids, False
         query_ids = self.encode([query])[0]
@@ -108,8 +115,9 @@ class QwenPairBuilder:
             if len(ids) <= cap:
                 return ids, True
             keep -= max(1, len(ids) - cap)
-        limit = self.max_length if body_budget is None else body_budget + len(self.system_ids) + len(self.suffix_ids)
-        raise InvalidInputError(f"the instruction is too long: it must fit in {cap} tokens with max_length={limit}")
+        raise InvalidInputError(
+            f"the instruction is too long: it must fit in {cap} tokens with max_length={self.max_length}"
+        )
 
     def prepare(self, request: ScoreRequest, on_pairs: Callable[[list[Pair]], None] | None = None) -> PreparedRequest:
         """Tokenize a request into pairs.
@@ -120,18 +128,9 @@ class QwenPairBuilder:
         before the first kernel: ~5 ms for 100 passages on a 16-core host).
         """
         validate(request)
-        body_budget = self.body_budget
-        if request.max_length is not None:
-            limit = pair_limit(request, self.max_length)
-            body_budget = limit - len(self.system_ids) - len(self.suffix_ids)
-            if body_budget < MIN_BODY_TOKENS:
-                smallest = len(self.system_ids) + len(self.suffix_ids) + MIN_BODY_TOKENS
-                raise InvalidInputError(
-                    f"a limit of {limit} tokens per document is too small for this model's prompt: at least {smallest}"
-                )
-        header, query_cut = self.header(request.instruction, request.query, body_budget)
+        header, query_cut = self.header(request.instruction, request.query)
         prefix = tuple(self.system_ids + header)
-        budget = body_budget - len(header)
+        budget = document_budget(request, self.body_budget - len(header), len(prefix) + len(self.suffix_ids))
         docs = list(request.documents)
         distinct, same_as = first_copies(docs)
         prepared = PreparedRequest(request, same_as=same_as)
@@ -191,15 +190,11 @@ class CrossEncoderPairBuilder:
     def prepare(self, request: ScoreRequest) -> PreparedRequest:
         validate(request)
         tok = self.tokenizer
-        limit = pair_limit(request, self.max_length)
-        if limit // 2 - self.num_special < 1:
-            raise InvalidInputError(
-                f"a limit of {limit} tokens per document is too small: at least {2 * (self.num_special + 1)}"
-            )
         query_ids = tok([request.query], add_special_tokens=False)["input_ids"][0]
-        query_cut = len(query_ids) > limit // 2
-        query = tok.decode(query_ids[: limit // 2]) if query_cut else request.query
-        budget = limit - self.num_special - min(len(query_ids), limit // 2)
+        query_cut = len(query_ids) > self.max_length // 2
+        query = tok.decode(query_ids[: self.max_length // 2]) if query_cut else request.query
+        query_len = min(len(query_ids), self.max_length // 2)
+        budget = document_budget(request, self.max_length - self.num_special - query_len, self.num_special + query_len)
         docs = list(request.documents)
         distinct, same_as = first_copies(docs)
         doc_ids = tok([docs[i] for i in distinct], add_special_tokens=False)["input_ids"]
@@ -222,7 +217,7 @@ class CrossEncoderPairBuilder:
             [query] * len(texts),
             [t for _, _, t in texts],
             truncation="only_second",
-            max_length=limit,
+            max_length=self.num_special + query_len + budget,
         )
         type_ids = enc.get("token_type_ids")
         for k, (index, window, _) in enumerate(texts):

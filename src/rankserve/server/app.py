@@ -111,9 +111,12 @@ def create_app(
             exempt_prefixes=app.state.auth_exempt_prefixes,
         )
     app.add_middleware(RequestContextMiddleware, state=state, known_paths=known_paths)
-    app.openapi = lambda: build_openapi(  # type: ignore[method-assign]
-        app, model_name=settings.model_name, max_documents=settings.max_documents, auth=bool(settings.api_key)
-    )
+    limits = {
+        "model_names": sorted({settings.model_name, settings.model}),
+        "presets": sorted(state.presets),
+        "max_documents": settings.max_documents,
+    }
+    app.openapi = lambda: build_openapi(app, limits, auth=bool(settings.api_key))  # type: ignore[method-assign]
     if mount_ui:
         _mount_ui(app, settings)
     ui_mounted = any(getattr(r, "path", None) == "/ui" for r in app.routes)

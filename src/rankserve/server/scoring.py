@@ -18,6 +18,7 @@ from rankserve.engine.types import DEFAULT_TRUNCATION, DocScore, ScoreRequest
 from rankserve.errors import EngineError, InvalidInputError
 from rankserve.server.errors import APIError
 from rankserve.server.presets import resolve_instruction
+from rankserve.server.schemas.common import is_blank
 from rankserve.server.state import AppState
 
 log = logging.getLogger("rankserve.server")
@@ -35,10 +36,10 @@ def check_inputs(
     state: AppState, query_field: str, docs_field: str, queries: Sequence[str], documents: Sequence[str]
 ) -> None:
     """The checks the issue words exactly: empty query/list, empty items, too many documents."""
-    if not queries or any(not q.strip() for q in queries) or not documents:
+    if not queries or any(is_blank(q) for q in queries) or not documents:
         raise APIError(400, f"{query_field} and {docs_field} cannot be empty")
     for i, doc in enumerate(documents):
-        if not doc.strip():
+        if is_blank(doc):
             raise APIError(400, f"{docs_field}[{i}] is empty")
     limit = state.settings.max_documents
     if len(documents) > limit:

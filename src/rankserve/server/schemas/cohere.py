@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pydantic_core import PydanticCustomError
 
-from rankserve.server.schemas.common import InstructionFields, Usage
+from rankserve.server.schemas.common import InstructionFields, Usage, count
 
 
 class DocumentObject(BaseModel):
@@ -28,12 +28,12 @@ class RerankRequest(InstructionFields):
     query: str = Field(..., examples=["服务器CPU使用率持续100%怎么办"])
     documents: list[str | DocumentObject] = Field(..., description='Strings or {"text": ...} objects.')
     # strict: JSON true/false or "3" is not a count (lax mode would read true as 1)
-    top_n: StrictInt | None = Field(
-        None, ge=0, description="Return only the best N results; 0 or absent: all (vLLM's meaning of 0)."
+    top_n: count(0) | None = Field(
+        None, description="Return only the best N results; 0 or absent: all (vLLM's meaning of 0)."
     )
-    return_documents: bool = Field(True, description="Echo each document's text in the results.")
-    truncate_prompt_tokens: StrictInt | None = Field(
-        None, ge=-1, description="vLLM: cap each (query, document) prompt at this many tokens; -1: the server's."
+    return_documents: StrictBool = Field(True, description="Echo each document's text in the results.")
+    truncate_prompt_tokens: count(-1) | None = Field(
+        None, description="vLLM: cap each (query, document) prompt at this many tokens; -1: the server's."
     )
 
     @field_validator("documents", mode="before")
@@ -76,9 +76,9 @@ class RerankResponse(BaseModel):
 
 
 class CohereV2Request(RerankRequest):
-    return_documents: bool = Field(False, description="Echo each document's text (off by default in v2).")
-    max_tokens_per_doc: StrictInt | None = Field(
-        None, ge=1, description="Cap each (query, document) prompt at this many tokens (within --max-length)."
+    return_documents: StrictBool = Field(False, description="Echo each document's text (off by default in v2).")
+    max_tokens_per_doc: count(1) | None = Field(
+        None, description="Cap each (query, document) prompt at this many tokens (within --max-length)."
     )
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, Field
 
-from rankserve.server.schemas.common import InstructionFields, Usage
+from rankserve.server.schemas.common import InstructionFields, Usage, count
 
 
 class ScoreRequestBody(InstructionFields):
@@ -19,8 +19,8 @@ class ScoreRequestBody(InstructionFields):
     text_2: str | list[str] | None = Field(None, description="Document or documents (vLLM name).")
     queries: str | list[str] | None = Field(None, description="Alias of text_1.")
     documents: str | list[str] | None = Field(None, description="Alias of text_2.")
-    truncate_prompt_tokens: StrictInt | None = Field(
-        None, ge=-1, description="Cap each (query, document) prompt at this many tokens; -1: the server's."
+    truncate_prompt_tokens: count(-1) | None = Field(
+        None, description="Cap each (query, document) prompt at this many tokens; -1: the server's."
     )
 
     def sides(self) -> tuple[str, str, list[str], list[str]]:
