@@ -138,9 +138,11 @@ def test_max_tokens_per_doc_and_truncate_prompt_tokens(servers):
     assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] <= 2 * 150
     r = httpx.post(url + "/score", json={"text_1": "q", "text_2": docs, "truncate_prompt_tokens": -1})
     assert r.json()["usage"]["prompt_tokens"] > 2 * 150  # -1: the server's own budget
-    assert "too small" in error(
-        httpx.post(url + "/score", json={"text_1": "q", "text_2": "a", "truncate_prompt_tokens": 5}), 400
-    )
+    r = httpx.post(url + "/score", json={"text_1": "q", "text_2": "a", "truncate_prompt_tokens": 0})
+    assert "truncate_prompt_tokens must be >= 1 or -1" in error(r, 400)
+    # a cap below the prompt's own size never cuts the prompt: the document keeps one token
+    r = httpx.post(url + "/score", json={"text_1": "q", "text_2": LONG_DOC, "truncate_prompt_tokens": 5})
+    assert r.status_code == 200 and 5 < r.json()["usage"]["prompt_tokens"] < 150
     error(httpx.post(url + "/v2/rerank", json={"query": "q", "documents": docs, "max_tokens_per_doc": 0}), 422)
 
 
