@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from rankserve.server.schemas.cohere import CohereV2Request, RerankRequest, RerankResponse
 from rankserve.server.schemas.common import NON_BLANK_PATTERN
 from rankserve.server.schemas.simple import SimpleRerankRequest, SimpleRerankResponse
+from rankserve.server.schemas.tei import TEIError
 from rankserve.server.schemas.vllm import ScoreRequestBody
 
 REF = "#/components/schemas/{model}"
@@ -76,10 +77,11 @@ def build_openapi(app: FastAPI, limits: dict[str, Any], *, auth: bool) -> dict[s
         _constrain(models[name], limits)
     _text(models["DocumentObject"]["properties"]["text"])
     models["ErrorResponse"] = copy.deepcopy(ERROR_SCHEMA)
+    models["TEIError"] = TEIError.model_json_schema()
     components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer", "description": "--api-key"}}
     for path, ops in schema.get("paths", {}).items():
         for op in ops.values():
-            _finish_operation(path, op, auth)
+            _finish_operation(path, op, auth, limits)
             for param in op.get("parameters", []):
                 if param.get("name") == "model_id":  # the only ids that exist
                     param["schema"] = {"type": "string", "enum": limits["model_names"]}
@@ -87,7 +89,7 @@ def build_openapi(app: FastAPI, limits: dict[str, Any], *, auth: bool) -> dict[s
     return schema
 
 
-def _finish_operation(path: str, op: dict[str, Any], auth: bool) -> None:
+def _finish_operation(path: str, op: dict[str, Any], auth: bool, limits: dict[str, Any]) -> None:
     names = op.pop("x-rankserve-body", None)
     responses = op.setdefault("responses", {})
     if names:
@@ -98,7 +100,10 @@ def _finish_operation(path: str, op: dict[str, Any], auth: bool) -> None:
             out = [{"$ref": REF.format(model=m)} for m in ("SimpleRerankResponse", "RerankResponse")]
             responses["200"]["content"] = {"application/json": {"schema": {"oneOf": out}}}
         errors = dict(SCORING_ERRORS)
-    elif path == "/health":
+    elif path == "/tei/rerank":
+        _constrain(op["requestBody"]["content"]["application/json"]["schema"], limits)
+        errors = dict(SCORING_ERRORS)
+    elif path in ("/health", "/tei/health"):
         errors = {"503": "Model loading or failed to load"}
     elif "{" in path:
         errors = {"404": "No such model"}
@@ -108,11 +113,13 @@ def _finish_operation(path: str, op: dict[str, Any], auth: bool) -> None:
     if auth and path != "/health":
         errors.update(COMMON_ERRORS)
         op["security"] = [{"bearer": []}]
+    error_body: dict[str, Any] = {"$ref": REF.format(model="ErrorResponse")}
+    if path.startswith("/tei/"):  # TEI's own error body, or ours where middleware answers first (401, 408, 413)
+        error_body = {"anyOf": [{"$ref": REF.format(model="TEIError")}, error_body]}
     for code, text in errors.items():
-        responses[code] = {
-            "description": text,
-            "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorResponse")}}},
-        }
+        responses[code] = {"description": text, "content": {"application/json": {"schema": error_body}}}
+    if path == "/tei/health":
+        responses["200"] = {"description": "The model is loaded (empty body, as TEI answers)"}
     if path == "/metrics":
         responses["200"] = {
             "description": "Prometheus text format",
