@@ -14,6 +14,7 @@ boundary unchanged; the HTTP layer, its schemas and its error mapping are one co
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -94,12 +95,14 @@ class LocalBackend:
 
         Cancelling this coroutine (client gone, HTTP timeout) drops the requests' queued pairs.
         """
+        started = time.perf_counter()
         tickets: list[Ticket] = []
         try:
             prepared = [await self.batcher.prepare(r) for r in requests]
             stats.tokens = sum(p.num_tokens for p in prepared)
-            for p in prepared:
-                tickets.append(self.batcher.submit(p))
+            for p in prepared:  # the deadline is what tokenizing left of the timeout
+                left = None if timeout is None else max(0.0, timeout - (time.perf_counter() - started))
+                tickets.append(self.batcher.submit(p, left))
             return [await t.future for t in tickets]
         finally:
             for ticket in tickets:
