@@ -68,3 +68,59 @@ def test_metrics_merge_labels_replicas_and_adds_totals():
     assert samples[("rankserve_requests_total", (("route", "/rerank"), ("status", "200")))] == 5
     assert ("rankserve_queue_depth", ()) not in samples  # the front end's idle batcher series are replaced
     assert samples[("rankserve_replicas_ready", ())] == 2 and samples[("rankserve_replicas_total", ())] == 3
+
+
+def test_sigterm_drains_replicas_and_leaves_no_ray_behind(tiny_qwen_dir, tmp_path):
+    """``rankserve serve --replicas 1``: requests in flight at SIGTERM are answered, exit 0, Ray is gone."""
+    pytest.importorskip("ray.serve")
+    import asyncio
+    import signal
+    import time
+
+    import httpx
+
+    from tests.test_server_support import free_port, server_env
+
+    def ray_processes() -> set[str]:
+        found = subprocess.run(["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True)
+        return set(found.stdout.split())
+
+    before = ray_processes()
+    port = free_port()
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rankserve.cli", "serve", "--replicas", "1", "--model", str(tiny_qwen_dir),
+         "--device", "cpu", "--host", "127.0.0.1", "--port", str(port), "--no-ui", "--log-level", "warning"],
+        stdout=log, stderr=subprocess.STDOUT, env=server_env({"PYTHONPATH": str(ROOT / "src")}),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            time.sleep(0.5)
+        docs = [f"document {j} about rivers and bridges " * 4 for j in range(30)]
+
+        async def burst():
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                tasks = [asyncio.ensure_future(client.post("/rerank", json={"query": f"q{i}", "texts": docs}))
+                         for i in range(6)]  # fmt: skip
+                await asyncio.sleep(0.3)
+                proc.send_signal(signal.SIGTERM)
+                return await asyncio.gather(*tasks)
+
+        responses = asyncio.run(burst())
+        assert [r.status_code for r in responses] == [200] * 6
+        assert proc.wait(timeout=90) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    time.sleep(2)
+    assert ray_processes() <= before  # nothing of this server's local Ray is left
