@@ -45,7 +45,7 @@ def test_replicas_without_ray_is_one_line_and_exit_1(tmp_path):
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert lines == ["error: --replicas needs Ray Serve, which is not installed: pip install 'rankserve[ray]'"]
+    assert lines == ["error: --replicas needs the 'ray' extra: pip install 'rankserve[ray]'"]
 
 
 def test_metrics_merge_labels_replicas_and_adds_totals():

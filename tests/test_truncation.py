@@ -34,7 +34,7 @@ def test_fit_policies_unit():
     assert all(b - a <= 40 - chunk_overlap(40) for a, b in zip(starts, starts[1:]))
 
 
-@pytest.mark.parametrize("policy", ["head", "head_tail", "chunks"])
+@pytest.mark.parametrize("policy", ["head", "head_tail", "tail", "chunks"])
 def test_prefix_and_suffix_intact_and_budget_respected(small, policy):
     builder = small.builder
     prepared = small.prepare(ScoreRequest("a query", LONG + DOCS, truncation=policy))
@@ -101,3 +101,11 @@ def test_over_long_query_is_cut_to_a_share_of_the_budget(small):
     assert header <= builder.body_budget * 0.5
     assert prepared.truncated == [True, True]
     assert all(p.num_tokens <= MAX_LEN for p in prepared.pairs)
+
+
+def test_tail_keeps_the_last_tokens() -> None:
+    from rankserve.truncation import fit
+
+    assert fit(list(range(10)), 4, "tail").windows == [[6, 7, 8, 9]]
+    assert fit(list(range(10)), 4, "tail").truncated
+    assert fit(list(range(3)), 4, "tail").windows == [[0, 1, 2]]

@@ -259,12 +259,12 @@ async def test_mounted_ui_keeps_the_api_key(tiny_reranker):
 
 
 async def test_mounted_ui_caps_uploads(tiny_reranker):
-    """/ui needs no key, so its upload route must not accept unbounded files from anyone."""
+    """Without a key /ui is open, so its upload route must not accept unbounded files from anyone."""
     from rankserve.server.app import create_app
     from rankserve.server.settings import ServerSettings
     from rankserve.ui.mount import IN_PROCESS_URL
 
-    app = create_app(ServerSettings(api_key="s3cret"), reranker=tiny_reranker)
+    app = create_app(ServerSettings(), reranker=tiny_reranker)
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=transport, base_url=IN_PROCESS_URL) as client:

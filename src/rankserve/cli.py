@@ -142,9 +142,9 @@ def make_tiny_model(
     console.print(f"wrote a tiny {kind} reranker to {path}")
 
 
-from rankserve.server.cli import serve  # noqa: E402
+from rankserve.server.cli import SERVE_CONTEXT, serve  # noqa: E402
 
-app.command("serve")(serve)
+app.command("serve", context_settings=SERVE_CONTEXT)(serve)
 
 from rankserve.pipeline.cli import eval_cmd, index_cmd, search_cmd  # noqa: E402
 
@@ -161,5 +161,17 @@ from rankserve.bench.cli import bench  # noqa: E402
 
 app.command("bench")(bench)
 
+
+def main() -> None:
+    """The ``rankserve`` command (and ``python -m rankserve``): a missing extra is one line, not a traceback."""
+    from rankserve.extras import MissingExtraError
+
+    try:
+        app()
+    except MissingExtraError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

@@ -289,10 +289,24 @@ class _ClientBase:
 
 
 def bm25_order(query: str, documents: Sequence[str]) -> list[int]:
-    """Positions of ``documents`` by BM25 against ``query`` (ties keep input order)."""
-    from rankserve.pipeline.retrieval import BM25Retriever
+    """Positions of ``documents`` by BM25 against ``query`` (ties keep input order).
 
-    return [i for i, _ in BM25Retriever(list(documents)).search(query, len(documents), range(len(documents)))]
+    Never raises: it runs exactly when the server is down, so when BM25 cannot rank (no
+    document has an indexable token, say only stop words or punctuation) or returns an
+    incomplete order, the caller's input order is the answer.
+    """
+    n = len(documents)
+    try:
+        from rankserve.pipeline.retrieval import BM25Retriever
+
+        ranked = [i for i, _ in BM25Retriever(list(documents)).search(query, n, range(n))]
+    except Exception as exc:  # noqa: BLE001 - the fallback of the fallback is the input order
+        logger.warning("BM25 fallback could not rank (%s: %s); keeping the input order", type(exc).__name__, exc)
+        return list(range(n))
+    seen = set(ranked)
+    if len(seen) != len(ranked) or not seen <= set(range(n)):
+        return list(range(n))
+    return ranked + [i for i in range(n) if i not in seen]
 
 
 class RerankClient(_ClientBase):

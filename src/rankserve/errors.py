@@ -39,3 +39,12 @@ class UnavailableError(RankServeError, RuntimeError):
 
 class DeadlineExceededError(RankServeError, TimeoutError):
     """The request's deadline (``--request-timeout``) passed, or its work cannot finish before it."""
+
+
+class RequestTooLargeError(RankServeError, ValueError):
+    """The request tokenized to more than the per-request ceiling (``--max-request-tokens``): 413."""
+
+    def __init__(self, message: str, tokens: int = 0, limit: int = 0) -> None:
+        super().__init__(message)
+        self.tokens = tokens
+        self.limit = limit

@@ -5,6 +5,7 @@ Policies (the prompt prefix and suffix are never cut; that is the caller's job):
 - ``head``: keep the first tokens. Same as the official recipe's ``truncation=True``.
 - ``head_tail`` (default): keep the start and the last ~1,000 characters' worth of tokens,
   so a document's conclusion survives.
+- ``tail``: keep the last tokens (TEI's ``truncation_direction: Left``).
 - ``chunks``: split into overlapping windows that each fit; nothing is dropped and the
   document's score is its best window's.
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from rankserve.errors import InvalidInputError
 
-TRUNCATION_POLICIES: tuple[str, ...] = ("head", "head_tail", "chunks")
+TRUNCATION_POLICIES: tuple[str, ...] = ("head", "head_tail", "tail", "chunks")
 DEFAULT_TRUNCATION = "head_tail"
 
 TAIL_CHARS = 1000
@@ -54,6 +55,8 @@ def fit(ids: list[int], budget: int, policy: str, tail_tokens: int | None = None
         return Fitted([list(ids)], False)
     if policy == "head":
         return Fitted([list(ids[:budget])], True)
+    if policy == "tail":
+        return Fitted([list(ids[-budget:])], True)
     if policy == "head_tail":
         tail = budget // 4 if tail_tokens is None else tail_tokens
         tail = max(0, min(tail, budget // 2))

@@ -23,6 +23,9 @@ from rankserve.batcher.ticket import Ticket
 from rankserve.errors import UnavailableError
 
 MAX_RETRY_AFTER_S = 60
+HEADROOM = 0.8
+"""Admit only what the estimate finishes within this share of the time left: the measured rate is the model
+thread's, and tokenizing the next requests, the event loop and other processes take some of it back."""
 
 
 class QueueFullError(UnavailableError):
@@ -63,7 +66,7 @@ class Admission:
             return
         ahead = sum(min(t.remaining_tokens, tokens) for t in queue if not t.cancelled)
         finish = self.throughput.seconds_for(ahead + tokens)
-        if finish is not None and finish > timeout:
+        if finish is not None and finish > HEADROOM * timeout:
             raise QueueFullError(
                 f"server is busy: this request ({tokens} tokens) would finish in about {finish:.1f} s at the "
                 f"measured {self.throughput.tokens_per_s:.0f} tokens/s, after its {timeout:.1f} s deadline "

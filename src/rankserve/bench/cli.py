@@ -52,7 +52,13 @@ def bench(
     from rankserve.bench import report
     from rankserve.bench import workloads as wl
     from rankserve.cli import fail
+    from rankserve.extras import MissingExtraError, require
 
+    if png_out:
+        try:
+            require("matplotlib", "--png")
+        except MissingExtraError as exc:
+            fail(str(exc))
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,

@@ -74,8 +74,9 @@ def write_json(path: str | Path, payload: dict) -> None:
 
 def write_png(path: str | Path, rows: list[dict], title: str) -> None:
     """Grouped bars: p50 latency per (model, workload), one bar per implementation."""
-    import matplotlib
+    from rankserve.extras import require
 
+    matplotlib = require("matplotlib", "charts")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -93,6 +93,39 @@ class Loaded:
     head: torch.Tensor | None  # yes-minus-no direction for Qwen3 kinds
 
 
+WHAT_TO_DO = (
+    "Give a local model directory (--model /path/with/config.json), set HF_HUB_OFFLINE=1 to use only "
+    "models already downloaded, or build a tiny test model with `rankserve make-tiny-model DIR`"
+)
+HUB_PROBE_TIMEOUT = 10.0
+
+
+def hub_problem(model: str) -> str | None:
+    """Why a Hugging Face id cannot be fetched, found with one quick request; None if it can (or is cached).
+
+    transformers would otherwise retry an unreachable Hub for ~25 s, logging every retry, and
+    then call a mistyped id "not a model"; this says in one line which of the two it is.
+    """
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    if constants.HF_HUB_OFFLINE:
+        if isinstance(try_to_load_from_cache(model, "config.json"), str):
+            return None
+        return "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
+    if isinstance(try_to_load_from_cache(model, "config.json"), str):
+        return None
+    try:
+        HfApi().model_info(model, timeout=HUB_PROBE_TIMEOUT)
+    except RepositoryNotFoundError:
+        return "no such model repository on the Hugging Face Hub (or it is private: set HF_TOKEN)"
+    except HfHubHTTPError:
+        return None  # gated, rate limited...: the download itself says what is wrong
+    except Exception as exc:  # noqa: BLE001 - DNS, refused, TLS, timeout: all mean "no Hub from here"
+        return f"could not reach the Hugging Face Hub ({type(exc).__name__})"
+    return None
+
+
 def load(model: str, device: torch.device, dtype: torch.dtype) -> Loaded:
     import transformers
     from transformers import (
@@ -107,6 +140,12 @@ def load(model: str, device: torch.device, dtype: torch.dtype) -> Loaded:
     looks_local = model.startswith(("/", "./", "../", "~")) or os.path.exists(model)
     if looks_local and not os.path.isdir(os.path.expanduser(model)):
         raise ModelLoadError(f"{model!r} is not a model: no such directory")
+    if looks_local and not os.path.isfile(os.path.join(os.path.expanduser(model), "config.json")):
+        raise ModelLoadError(f"{model!r} is not a model: no config.json in that directory. {WHAT_TO_DO}")
+    if not looks_local:
+        problem = hub_problem(model)
+        if problem:
+            raise ModelLoadError(f"cannot load {model!r}: {problem}. {WHAT_TO_DO}")
     try:
         config = AutoConfig.from_pretrained(os.path.expanduser(model) if looks_local else model)
     except (OSError, ValueError, KeyError) as exc:

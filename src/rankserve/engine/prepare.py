@@ -62,6 +62,21 @@ def validate(request: ScoreRequest) -> None:
     if request.instruction is not None and not isinstance(request.instruction, str):
         raise InvalidInputError("instruction must be a string")
     check_policy(request.truncation)
+    cap = request.max_length
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+        raise InvalidInputError(f"max_length must be a positive integer, got {cap!r}")
+
+
+def document_budget(request: ScoreRequest, budget: int, overhead: int) -> int:
+    """Tokens a document (or one window) may take under the request's own cap, if it has one.
+
+    ``budget`` is the engine's room for the document; ``overhead`` the tokens of everything else
+    in the pair. The cap never cuts the prompt or the query: below their size, documents keep
+    one token (the pair is then longer than the cap).
+    """
+    if request.max_length is None:
+        return budget
+    return max(1, min(budget, request.max_length - overhead))
 
 
 class QwenPairBuilder:
@@ -116,7 +131,7 @@ class QwenPairBuilder:
         validate(request)
         header, query_cut = self.header(request.instruction, request.query)
         prefix = tuple(self.system_ids + header)
-        budget = self.body_budget - len(header)
+        budget = document_budget(request, self.body_budget - len(header), len(prefix) + len(self.suffix_ids))
         docs = list(request.documents)
         distinct, same_as = first_copies(docs)
         prepared = PreparedRequest(request, same_as=same_as)
@@ -179,7 +194,8 @@ class CrossEncoderPairBuilder:
         query_ids = tok([request.query], add_special_tokens=False)["input_ids"][0]
         query_cut = len(query_ids) > self.max_length // 2
         query = tok.decode(query_ids[: self.max_length // 2]) if query_cut else request.query
-        budget = self.max_length - self.num_special - min(len(query_ids), self.max_length // 2)
+        query_len = min(len(query_ids), self.max_length // 2)
+        budget = document_budget(request, self.max_length - self.num_special - query_len, self.num_special + query_len)
         docs = list(request.documents)
         distinct, same_as = first_copies(docs)
         doc_ids = tok([docs[i] for i in distinct], add_special_tokens=False)["input_ids"]
@@ -202,7 +218,7 @@ class CrossEncoderPairBuilder:
             [query] * len(texts),
             [t for _, _, t in texts],
             truncation="only_second",
-            max_length=self.max_length,
+            max_length=self.num_special + query_len + budget,
         )
         type_ids = enc.get("token_type_ids")
         for k, (index, window, _) in enumerate(texts):

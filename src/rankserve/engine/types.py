@@ -37,6 +37,9 @@ class ScoreRequest:
     documents: Sequence[str]
     instruction: str | None = None
     truncation: str = DEFAULT_TRUNCATION
+    # A caller's own cap on each (query, document) prompt, in tokens; the engine's max_length
+    # still applies when it is smaller. None: the engine's max_length alone.
+    max_length: int | None = None
 
 
 @dataclass(frozen=True)

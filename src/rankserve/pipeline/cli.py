@@ -29,6 +29,17 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2) from None
 
 
+def _need(*modules: str, feature: str) -> None:
+    """Fail before any work (model loading included) when an optional package is missing."""
+    from rankserve.extras import MissingExtraError, require
+
+    try:
+        for module in modules:
+            require(module, feature)
+    except MissingExtraError as exc:
+        _fail(str(exc))
+
+
 def _progress(enabled: bool):
     from tqdm import tqdm
 
@@ -82,6 +93,7 @@ def eval_cmd(
     from rankserve.pipeline.evaluate import run_eval
     from rankserve.pipeline.report import render_table, write_chart, write_json, write_markdown
 
+    _need("bm25s", "ranx", "matplotlib", feature="rankserve eval")
     try:
         dataset = load_dataset(data, split).subset(max_queries)
         if not dataset.queries:
@@ -126,6 +138,7 @@ def index_cmd(
     from rankserve.pipeline.index import build_index
     from rankserve.pipeline.retrieval import DEFAULT_DENSE_MODEL
 
+    _need("bm25s", feature="rankserve index")
     if overlap >= chunk_size:
         _fail(f"--overlap ({overlap}) must be smaller than --chunk-size ({chunk_size})")
     embed_with = (dense_model or DEFAULT_DENSE_MODEL) if dense or dense_model else None
@@ -158,6 +171,7 @@ def search_cmd(
 
     if model and server:
         _fail("give either --model or --server, not both")
+    _need("bm25s", feature="rankserve search")
     logging.getLogger("rankserve.client").setLevel(logging.ERROR)  # the fallback is reported below
     reranker: Any = model
     if server:

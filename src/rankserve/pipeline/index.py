@@ -113,9 +113,9 @@ def read_file(path: Path) -> list[tuple[int | None, str]]:
     """The text of one file as (page, text) segments: one per PDF page, one for other files."""
     kind = SUPPORTED_SUFFIXES.get(path.suffix.lower())
     if kind == "pdf":
-        from pypdf import PdfReader
+        from rankserve.extras import require
 
-        reader = PdfReader(str(path))
+        reader = require("pypdf", "PDF files").PdfReader(str(path))
         return [(i, page.extract_text() or "") for i, page in enumerate(reader.pages, 1)]
     raw = path.read_text(encoding="utf-8", errors="replace")
     return [(None, html_to_text(raw) if kind == "html" else raw)]

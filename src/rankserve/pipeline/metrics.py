@@ -138,8 +138,9 @@ def _pytrec_eval(
 def _ranx(
     qrels: Qrels, ids: Mapping[str, list[str]], parsed: Mapping[str, tuple[str, int | None]], level: int
 ) -> dict[str, dict[str, float]]:
-    import ranx
+    from rankserve.extras import require
 
+    ranx = require("ranx", "ranking metrics")
     answered = {q: _rank_scores(v) for q, v in ids.items() if v}
     if not answered:
         return {}

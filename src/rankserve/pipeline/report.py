@@ -135,8 +135,9 @@ def write_markdown(report: EvalReport, path: str | Path) -> Path:
 
 def write_chart(report: EvalReport, path: str | Path) -> Path:
     """Grouped bars per metric: first stage vs reranked. Uses the Agg backend (no display)."""
-    import matplotlib
+    from rankserve.extras import require
 
+    matplotlib = require("matplotlib", "charts")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
+from rankserve.extras import require
 from rankserve.pipeline.text import tokenize
 
 Hit = tuple[int, float]
@@ -61,7 +62,7 @@ class BM25Retriever:
 
     def __init__(self, texts: Sequence[str] | None = None, k1: float = 0.9, b: float = 0.4) -> None:
         # k1=0.9, b=0.4: the Anserini/Pyserini defaults behind the published MS MARCO baselines.
-        import bm25s
+        bm25s = require("bm25s", "BM25 retrieval")
 
         self.model = bm25s.BM25(k1=k1, b=b)
         self.size = 0
@@ -88,8 +89,7 @@ class BM25Retriever:
 
     @classmethod
     def load(cls, directory: str | Path, size: int) -> BM25Retriever:
-        import bm25s
-
+        bm25s = require("bm25s", "BM25 retrieval")
         self = cls.__new__(cls)
         self.model = bm25s.BM25.load(str(directory), show_progress=False)
         self.size = size
@@ -130,12 +130,7 @@ class DenseRetriever:
         embeddings: np.ndarray | None = None,
         show_progress: bool = False,
     ) -> None:
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:  # optional extra
-            raise ImportError(
-                "the dense first stage needs sentence-transformers: pip install 'rankserve[dense]'"
-            ) from exc
+        SentenceTransformer = require("sentence_transformers", "the dense first stage").SentenceTransformer
         self.model_name = resolve_dense_model(model)
         local = Path(self.model_name).exists()
         if local:

@@ -21,17 +21,17 @@ Nothing here is imported by plain ``rankserve serve``; Ray is an extra:
 
 from __future__ import annotations
 
-INSTALL_HINT = "pip install 'rankserve[ray]'"
+from rankserve.extras import MissingExtraError, require
 
 
-class RayMissingError(RuntimeError):
+class RayMissingError(MissingExtraError):
     """Ray Serve is not installed (or cannot be imported)."""
 
 
-def require_ray() -> None:
+def require_ray(feature: str = "--replicas") -> None:
     """Import Ray Serve or raise :class:`RayMissingError` naming the install command."""
     try:
-        import ray  # noqa: F401
-        from ray import serve  # noqa: F401
-    except Exception as exc:  # ImportError, or a broken install
-        raise RayMissingError(f"--replicas needs Ray Serve, which is not installed: {INSTALL_HINT}") from exc
+        require("ray", feature)
+        require("ray.serve", feature)
+    except MissingExtraError as exc:
+        raise RayMissingError(str(exc)) from exc

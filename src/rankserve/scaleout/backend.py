@@ -55,7 +55,7 @@ class RayBackend:
         return merge(own, texts, self._health.ready, self._health.total)
 
     async def score(
-        self, requests: Sequence[ScoreRequest], timeout: float | None, stats: RequestStats
+        self, requests: Sequence[ScoreRequest], timeout: float | None, stats: RequestStats, max_tokens: int = 0
     ) -> list[list[DocScore]]:
         from ray.exceptions import RayActorError, RayTaskError
         from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
@@ -64,7 +64,7 @@ class RayBackend:
         attempt = 0
         while True:
             left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-            response = self.handle.score.remote(list(requests), left)
+            response = self.handle.score.remote(list(requests), left, max_tokens)
             try:
                 results, figures = await response
             except asyncio.CancelledError:

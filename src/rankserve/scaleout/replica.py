@@ -69,11 +69,13 @@ class ScoringReplica:
             await self.backend.start()
             self._push_task = asyncio.create_task(self._push_metrics())
 
-    async def score(self, requests: list[ScoreRequest], timeout: float | None) -> tuple[list[list[DocScore]], dict]:
+    async def score(
+        self, requests: list[ScoreRequest], timeout: float | None, max_tokens: int = 0
+    ) -> tuple[list[list[DocScore]], dict]:
         """Score requests routed here; a cancel from the ingress drops their queued pairs."""
         await self._ensure_started()
         stats = RequestStats()
-        results = await self.backend.score(requests, timeout, stats)
+        results = await self.backend.score(requests, timeout, stats, max_tokens)
         return results, {"tokens": stats.tokens, "queue_ms": stats.queue_ms, "compute_ms": stats.compute_ms}
 
     async def check_health(self) -> None:

@@ -11,17 +11,22 @@ import importlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
-from fastapi.openapi.utils import get_openapi
+from fastapi.responses import RedirectResponse
 
+from rankserve.server.docs import DOCS_STATIC, install_docs
 from rankserve.server.errors import install_error_handlers
-from rankserve.server.middleware import AuthMiddleware, BodyLimitMiddleware, RequestContextMiddleware
+from rankserve.server.middleware import (
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    ReceiveTimeoutMiddleware,
+    RequestContextMiddleware,
+)
+from rankserve.server.openapi import build_openapi
 from rankserve.server.presets import load_presets
-from rankserve.server.routes import info, rerank, score
-from rankserve.server.schemas.cohere import RerankRequest, RerankResponse
-from rankserve.server.schemas.simple import SimpleRerankRequest, SimpleRerankResponse
+from rankserve.server.routes import info, rerank, score, tei
 from rankserve.server.scoring import ClientDisconnected
 from rankserve.server.settings import ServerSettings
 from rankserve.server.state import AppState
@@ -35,8 +40,9 @@ log = logging.getLogger("rankserve.server")
 DESCRIPTION = """Self-hosted reranking for Qwen3-Reranker and cross-encoders.
 
 Formats: simple (`/rerank` with `texts`), Jina / Cohere v1 / vLLM (`/rerank` with `documents`,
-`/v1/rerank`), Cohere v2 (`/v2/rerank`), vLLM score (`/score`, `/v1/score`).
-When the server has an API key, send `Authorization: Bearer <key>`.
+`/v1/rerank`), Cohere v2 (`/v2/rerank`), vLLM score (`/score`, `/v1/score`),
+Text Embeddings Inference (`/tei/rerank`, `/info`).
+When the server has an API key, send `Authorization: Bearer <key>` (in this page: "Authorize").
 """
 
 
@@ -75,7 +81,14 @@ def create_app(
         finally:
             await state.close()
 
-    app = FastAPI(title="RankServe", description=DESCRIPTION, version=_version(), lifespan=lifespan)
+    app = FastAPI(
+        title="RankServe",
+        description=DESCRIPTION,
+        version=_version(),
+        lifespan=lifespan,
+        docs_url=None,  # served by rankserve.server.docs from local files (no CDN)
+        redoc_url=None,
+    )
     app.state.rankserve = state
     app.state.auth_exempt_prefixes = []
     install_error_handlers(app)
@@ -84,14 +97,20 @@ def create_app(
         return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
 
     app.add_exception_handler(ClientDisconnected, _disconnected)
-    for module in (rerank, score, info):
+    for module in (rerank, score, info, tei):
         app.include_router(module.router)
+    install_docs(app)
 
     known_paths: set[str] = set()
-    # Starlette wraps later-added middleware around earlier ones: context -> auth -> body limit.
+    # Starlette wraps later-added middleware around earlier ones: context -> auth -> body time -> body size.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
+    app.add_middleware(ReceiveTimeoutMiddleware, timeout=settings.body_timeout)
     if settings.api_key:
-        public = ["/health"] + (["/metrics"] if settings.metrics_public else [])
+        # The API's description is public so Swagger can load and ask for the key ("Authorize"):
+        # it reveals no data and spends no compute.
+        public = ["/health", "/", "/openapi.json", "/docs", "/docs/oauth2-redirect"]
+        public += ["/metrics"] if settings.metrics_public else []
+        app.state.auth_exempt_prefixes.append(DOCS_STATIC + "/")
         app.add_middleware(
             AuthMiddleware,
             api_key=settings.api_key,
@@ -99,15 +118,38 @@ def create_app(
             exempt_prefixes=app.state.auth_exempt_prefixes,
         )
     app.add_middleware(RequestContextMiddleware, state=state, known_paths=known_paths)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    limits = {
+        "model_names": sorted({settings.model_name, settings.model}),
+        "presets": sorted(state.presets),
+        "max_documents": settings.max_documents,
+    }
+    app.openapi = lambda: build_openapi(app, limits, auth=bool(settings.api_key))  # type: ignore[method-assign]
     if mount_ui:
         _mount_ui(app, settings)
+    ui_mounted = any(getattr(r, "path", None) == "/ui" for r in app.routes)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/ui" if ui_mounted else "/docs")
+
     known_paths.update(getattr(r, "path", "") for r in app.routes)
     return app
 
 
 def _mount_ui(app: FastAPI, settings: ServerSettings) -> None:
-    """Mount the web UI when the optional ``rankserve.ui`` module provides ``mount``."""
+    """Mount the web UI when the optional ``rankserve.ui`` module provides ``mount``.
+
+    Without Gradio (installed by the ``ui`` extra) ``/ui`` answers one line saying so.
+    """
+    from rankserve.extras import available
+
+    if not available("gradio"):
+        from rankserve.server.routes import ui_missing
+
+        app.include_router(ui_missing.router)
+        app.state.auth_exempt_prefixes.append("/ui")  # the message is public, like the page would be
+        log.warning("web UI disabled: %s", ui_missing.MESSAGE)
+        return
     try:
         ui = importlib.import_module("rankserve.ui")
     except ModuleNotFoundError as exc:
@@ -117,33 +159,6 @@ def _mount_ui(app: FastAPI, settings: ServerSettings) -> None:
     mount = getattr(ui, "mount", None)
     if mount is not None:
         mount(app, settings=settings)
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema, plus the two body shapes ``POST /rerank`` accepts (it parses by hand)."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    ref = "#/components/schemas/{model}"
-    for model, mode in (
-        (SimpleRerankRequest, "validation"),
-        (SimpleRerankResponse, "serialization"),
-        (RerankRequest, "validation"),
-        (RerankResponse, "serialization"),
-    ):
-        body = model.model_json_schema(ref_template=ref, mode=mode)
-        components.update(body.pop("$defs", {}))
-        components.setdefault(model.__name__, body)
-    op = schema.get("paths", {}).get("/rerank", {}).get("post")
-    if op is not None:
-        op.pop("x-rankserve-body", None)
-        refs = [{"$ref": ref.format(model=m)} for m in ("SimpleRerankRequest", "RerankRequest")]
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"oneOf": refs}}}}
-        out = [{"$ref": ref.format(model=m)} for m in ("SimpleRerankResponse", "RerankResponse")]
-        op["responses"]["200"]["content"] = {"application/json": {"schema": {"oneOf": out}}}
-    app.openapi_schema = schema
-    return schema
 
 
 def _version() -> str:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rankserve.batcher import Batcher, Ticket
 from rankserve.engine.types import DocScore, ScoreRequest
+from rankserve.errors import RequestTooLargeError
 
 if TYPE_CHECKING:
     from rankserve.engine import Reranker
@@ -56,9 +57,12 @@ class ScoringBackend(Protocol):
     def health(self) -> BackendHealth: ...
 
     async def score(
-        self, requests: Sequence[ScoreRequest], timeout: float | None, stats: RequestStats
+        self, requests: Sequence[ScoreRequest], timeout: float | None, stats: RequestStats, max_tokens: int = 0
     ) -> list[list[DocScore]]:
-        """Scores per request; raises the engine's/batcher's errors (InvalidInputError, QueueFullError...)."""
+        """Scores per request; raises the engine's/batcher's errors (InvalidInputError, QueueFullError...).
+
+        ``max_tokens`` (> 0): refuse with :class:`RequestTooLargeError` when the requests tokenize to more.
+        """
         ...
 
     def render_metrics(self, own: bytes) -> bytes:
@@ -89,7 +93,7 @@ class LocalBackend:
         return own  # the batcher updates the app's own registry
 
     async def score(
-        self, requests: Sequence[ScoreRequest], timeout: float | None, stats: RequestStats
+        self, requests: Sequence[ScoreRequest], timeout: float | None, stats: RequestStats, max_tokens: int = 0
     ) -> list[list[DocScore]]:
         """Prepare each request, queue it with what is left of ``timeout``, await every answer.
 
@@ -100,6 +104,10 @@ class LocalBackend:
         try:
             prepared = [await self.batcher.prepare(r) for r in requests]
             stats.tokens = sum(p.num_tokens for p in prepared)
+            if 0 < max_tokens < stats.tokens:  # before anything is queued: no model time spent
+                raise RequestTooLargeError(
+                    f"request is {stats.tokens} tokens, over the limit of {max_tokens}", stats.tokens, max_tokens
+                )
             for p in prepared:  # the deadline is what tokenizing left of the timeout
                 left = None if timeout is None else max(0.0, timeout - (time.perf_counter() - started))
                 tickets.append(self.batcher.submit(p, left))

@@ -6,9 +6,12 @@ before the model or uvicorn start, so "port in use" is one clear line and a non-
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
+import time
+import weakref
 from enum import Enum
 from pathlib import Path
 from typing import NoReturn
@@ -21,6 +24,18 @@ from rankserve.netutil import MAX_PORT, MIN_PORT, BindError, bind
 from rankserve.server.settings import API_KEY_ENV, ServerSettings
 
 log = logging.getLogger("rankserve.server")
+
+ENV_PREFIX = "RANKSERVE"
+SERVE_CONTEXT = {"auto_envvar_prefix": ENV_PREFIX}
+"""Every ``serve`` option can come from ``RANKSERVE_<OPTION>`` (``--max-length`` ->
+``RANKSERVE_MAX_LENGTH``); a command-line option wins over its variable."""
+
+
+class LogFormat(str, Enum):
+    """``--log-format`` values."""
+
+    text = "text"
+    json = "json"
 
 
 class LogLevel(str, Enum):
@@ -47,6 +62,7 @@ def serve(
     ),
     log_file: Path | None = typer.Option(None, help="Also write the log to this file."),
     log_level: LogLevel = typer.Option(LogLevel.info, case_sensitive=False, help="debug, info, warning or error."),
+    log_format: LogFormat = typer.Option(LogFormat.text, help="text, or json: one JSON object per log line."),
     presets: Path | None = typer.Option(
         None, "--presets", help="TOML/YAML file of name = instruction presets (adds to the shipped ones)."
     ),
@@ -57,6 +73,20 @@ def serve(
         4 * 1024 * 1024, help="Tokens allowed to wait for the model (more: 503 + Retry-After)."
     ),
     request_timeout: float = typer.Option(600.0, help="Seconds before a request is answered 504 (0: no limit)."),
+    max_request_tokens: int = typer.Option(
+        512 * 1024,
+        min=0,
+        help="Most tokens one request may score, every chunk window counted (more: 413; 0: no limit).",
+    ),
+    body_timeout: float = typer.Option(
+        30.0, min=0, help="Seconds a client has to send a request's headers and body (slower: 408 / closed; 0: none)."
+    ),
+    max_connections: int = typer.Option(
+        1024, min=1, help="Open connections at once; requests beyond it are answered 503."
+    ),
+    shutdown_timeout: float = typer.Option(
+        30.0, min=0, help="On SIGTERM, seconds to finish in-flight requests before closing the rest and exiting 0."
+    ),
     metrics_public: bool = typer.Option(False, help="Serve /metrics without the API key."),
     ui: bool = typer.Option(True, help="Mount the web UI at /ui when it is installed."),
     compile: str = typer.Option("auto", help="torch.compile the model at load: auto (on for CUDA GPUs), on or off."),
@@ -93,6 +123,10 @@ def serve(
         max_request_bytes=max_request_bytes,
         max_queued_tokens=max_queued_tokens,
         request_timeout=request_timeout,
+        max_request_tokens=max_request_tokens,
+        body_timeout=body_timeout,
+        max_connections=max_connections,
+        shutdown_timeout=shutdown_timeout,
         api_key=(api_key or "").strip() or None,
         metrics_public=metrics_public,
         presets_file=presets,
@@ -106,7 +140,7 @@ def serve(
         _fail(f"--compile must be auto, on or off, not {compile!r}", 2)
     if quantize not in QUANTIZATIONS:
         _fail(f"--quantize must be {' or '.join(QUANTIZATIONS)}, not {quantize!r}", 2)
-    setup_logging(log_level.value, log_file)
+    setup_logging(log_level.value, log_file, log_format.value)
     try:
         load_presets(presets)
     except PresetFileError as exc:
@@ -181,10 +215,12 @@ def run(settings: ServerSettings, sock: socket.socket, *, ui: bool = True) -> No
         log_config=None,
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=int(settings.request_timeout) + 5 if settings.request_timeout > 0 else None,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout)),
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=5,
         log_level=settings.log_level.lower(),
     )
-    server = _Server(config, f"http://{_display_host(settings.host)}:{settings.port}")
+    server = _Server(config, f"http://{_display_host(settings.host)}:{settings.port}", settings.body_timeout)
     # uvicorn re-raises the signal that stopped it once it has drained; with these no-op
     # handlers (restored by uvicorn after its own) a graceful SIGTERM/SIGINT ends with exit 0.
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -222,18 +258,49 @@ def _display_host(host: str) -> str:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, logging our "started" line once the socket is really listening."""
+    """uvicorn's server, logging our "started" line once the socket is really listening.
 
-    def __init__(self, config: uvicorn.Config, url: str) -> None:
+    It also closes connections that have not sent a complete request head within
+    ``header_timeout`` seconds: uvicorn bounds idle keep-alive connections but not a client
+    that dribbles its headers (slowloris), and those would hold connection slots forever.
+    """
+
+    def __init__(self, config: uvicorn.Config, url: str, header_timeout: float = 0.0) -> None:
         super().__init__(config)
         self.url = url
+        self.header_timeout = header_timeout
+        self._reaper: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started and not self.should_exit:
             log.info("HTTP server started on %s", self.url)
+            if self.header_timeout > 0:
+                self._reaper = asyncio.create_task(self._close_stalled_heads())
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        await super().shutdown(sockets=sockets)
+
+    async def _close_stalled_heads(self) -> None:
+        first_seen: weakref.WeakKeyDictionary[object, float] = weakref.WeakKeyDictionary()
+        while True:
+            await asyncio.sleep(min(1.0, self.header_timeout / 4))
+            now = time.monotonic()
+            for conn in list(self.server_state.connections):
+                if getattr(conn, "cycle", True) is not None:  # a request head arrived: the ASGI side times it
+                    first_seen.pop(conn, None)
+                    continue
+                if now - first_seen.setdefault(conn, now) > self.header_timeout:
+                    transport = getattr(conn, "transport", None)
+                    if transport is not None:
+                        log.info("closing a connection that sent no complete request in %g s", self.header_timeout)
+                        transport.close()
 
 
 def main() -> None:
     """``python -m rankserve.server``: the serve command without the rest of the CLI."""
-    typer.run(serve)
+    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    single.command(context_settings=SERVE_CONTEXT)(serve)
+    single()

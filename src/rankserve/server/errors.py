@@ -26,6 +26,7 @@ _TYPES = {
     401: "authentication_error",
     404: "not_found_error",
     405: "method_not_allowed",
+    408: "timeout_error",
     413: "request_too_large",
     422: "invalid_request_error",
     500: "internal_error",
@@ -56,6 +57,15 @@ class BodyTooLargeError(StarletteHTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body is larger than the limit of {limit} bytes (--max-request-bytes)")
+
+
+class BodyTimeoutError(StarletteHTTPException):
+    """The body did not arrive in time (a stalled or very slow client); the connection is closed."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(
+            408, f"request body not received within {timeout:g} s (--body-timeout)", headers={"Connection": "close"}
+        )
 
 
 def error_body(status: int, message: str, type_: str | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: request id + log line + metrics, API-key auth, and the body size limit.
+"""Pure-ASGI middleware: request id + log line + metrics, API-key auth, the body size and time limits.
 
 Pure ASGI rather than ``BaseHTTPMiddleware`` so that the client-disconnect signal
 (``http.disconnect``) reaches the handlers unchanged, and so a 413 can be sent before a large
@@ -7,6 +7,7 @@ body is read at all.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -16,7 +17,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rankserve.server.errors import BodyTooLargeError, error_response
+from rankserve.server.errors import BodyTimeoutError, BodyTooLargeError, error_response
 
 access_log = logging.getLogger("rankserve.access")
 log = logging.getLogger("rankserve.server")
@@ -150,6 +151,40 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class ReceiveTimeoutMiddleware:
+    """408 (and the connection closed) when a request's body has not fully arrived ``timeout`` s after it began.
+
+    A client that sends headers and part of a body, then stalls, would otherwise hold a
+    connection and a task until the request timeout or forever; once the body is complete the
+    receive channel is passed through untouched (handlers wait on it for disconnects).
+    """
+
+    def __init__(self, app: ASGIApp, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.timeout <= 0:
+            await self.app(scope, receive, send)
+            return
+        deadline = time.monotonic() + self.timeout
+        complete = False
+
+        async def timed_receive() -> Message:
+            nonlocal complete
+            if complete:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise BodyTimeoutError(self.timeout) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                complete = True
+            return message
+
+        await self.app(scope, timed_receive, send)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -72,11 +72,11 @@ def resolve_instruction(presets: dict[str, str], instruction: str | None, preset
     caller's mistake (400) and the message lists what exists. With neither, the "default"
     preset applies, or the engine's own default instruction when there is none.
     """
+    if preset is not None and preset not in presets:  # a typo is reported even when an instruction wins
+        names = ", ".join(sorted(presets))
+        raise InvalidInputError(f"unknown preset {preset!r}; available presets: {names}")
     if instruction is not None and instruction.strip():
         return instruction
     if preset is not None:
-        if preset not in presets:
-            names = ", ".join(sorted(presets))
-            raise InvalidInputError(f"unknown preset {preset!r}; available presets: {names}")
         return presets[preset]
     return presets.get(DEFAULT_PRESET)

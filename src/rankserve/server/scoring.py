@@ -15,10 +15,17 @@ from fastapi import Request
 
 from rankserve.batcher import NonFiniteScoreError, QueueFullError
 from rankserve.engine.types import DEFAULT_TRUNCATION, DocScore, ScoreRequest
-from rankserve.errors import DeadlineExceededError, EngineError, InvalidInputError, UnavailableError
+from rankserve.errors import (
+    DeadlineExceededError,
+    EngineError,
+    InvalidInputError,
+    RequestTooLargeError,
+    UnavailableError,
+)
 from rankserve.server.backend import RequestStats
 from rankserve.server.errors import APIError
 from rankserve.server.presets import resolve_instruction
+from rankserve.server.schemas.common import is_blank
 from rankserve.server.state import AppState
 
 log = logging.getLogger("rankserve.server")
@@ -40,10 +47,10 @@ def check_inputs(
     state: AppState, query_field: str, docs_field: str, queries: Sequence[str], documents: Sequence[str]
 ) -> None:
     """The checks the issue words exactly: empty query/list, empty items, too many documents."""
-    if not queries or any(not q.strip() for q in queries) or not documents:
+    if not queries or any(is_blank(q) for q in queries) or not documents:
         raise APIError(400, f"{query_field} and {docs_field} cannot be empty")
     for i, doc in enumerate(documents):
-        if not doc.strip():
+        if is_blank(doc):
             raise APIError(400, f"{docs_field}[{i}] is empty")
     limit = state.settings.max_documents
     if len(documents) > limit:
@@ -61,13 +68,51 @@ def build_request(
     instruction: str | None,
     preset: str | None,
     truncation: str | None,
+    max_length: int | None = None,
 ) -> ScoreRequest:
+    """The engine request; ``max_length`` is the caller's own cap on each pair's tokens (None: the server's)."""
     return ScoreRequest(
         query=query,
         documents=list(documents),
         instruction=resolve_instruction(state.presets, instruction, preset),
         truncation=truncation or DEFAULT_TRUNCATION,
+        max_length=max_length,
     )
+
+
+CHARS_PER_TOKEN_CEILING = 16
+"""No tokenizer averages more characters per token over a real document; used to refuse huge
+chunked inputs before spending CPU on tokenizing them."""
+
+
+def check_request_size(state: AppState, score_requests: Sequence[ScoreRequest]) -> None:
+    """413 before tokenizing when the text is so long it cannot fit ``--max-request-tokens``.
+
+    Only chunked documents can grow past one pair's budget, so only they can be judged by
+    their length; the exact count is checked after tokenizing (:func:`_check_tokens`).
+    """
+    limit = state.settings.max_request_tokens
+    if limit <= 0:
+        return
+    chars = sum(len(d) for r in score_requests if r.truncation == "chunks" for d in r.documents)
+    if chars > limit * CHARS_PER_TOKEN_CEILING:
+        raise APIError(
+            413,
+            f"documents are {chars} characters long with truncation 'chunks': far over the limit of {limit} "
+            f"tokens per request (--max-request-tokens); split them or use truncation 'head_tail'",
+            "request_too_large",
+        )
+
+
+def _check_tokens(state: AppState, tokens: int) -> None:
+    limit = state.settings.max_request_tokens
+    if 0 < limit < tokens:
+        raise APIError(
+            413,
+            f"request is {tokens} tokens (every document window counted), over the limit of {limit} "
+            f"tokens per request (--max-request-tokens)",
+            "request_too_large",
+        )
 
 
 async def _wait_for_disconnect(request: Request) -> None:
@@ -90,8 +135,11 @@ async def score(request: Request, score_requests: Sequence[ScoreRequest]) -> lis
     ctx = request.state
     ctx.docs = sum(len(r.documents) for r in score_requests)
     stats = RequestStats()
+    check_request_size(state, score_requests)
     timeout = state.settings.request_timeout if state.settings.request_timeout > 0 else None
-    work_task = asyncio.create_task(backend.score(score_requests, timeout, stats))
+    # the token ceiling is checked after tokenizing, before anything is queued: a refused request costs no model time
+    ceiling = max(0, state.settings.max_request_tokens)
+    work_task = asyncio.create_task(backend.score(score_requests, timeout, stats, max_tokens=ceiling))
     disconnect_task = asyncio.create_task(_wait_for_disconnect(request))
     try:
         done, _ = await asyncio.wait({work_task, disconnect_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -123,6 +171,11 @@ def _unwrap(
     """
     try:
         results = task.result()
+    except APIError:
+        raise
+    except RequestTooLargeError as exc:
+        _check_tokens(state, exc.tokens)
+        raise APIError(413, str(exc), "request_too_large") from exc
     except QueueFullError as exc:
         raise APIError(503, str(exc), "server_busy", {"Retry-After": str(exc.retry_after)}) from exc
     except UnavailableError as exc:  # shutting down, worker gone, no replica reachable

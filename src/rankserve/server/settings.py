@@ -30,6 +30,10 @@ class ServerSettings:
     max_request_bytes: int = 32 * 1024 * 1024
     max_queued_tokens: int = 4 * 1024 * 1024
     request_timeout: float = 600.0
+    max_request_tokens: int = 512 * 1024  # one request's tokens, every window counted (0: no limit)
+    body_timeout: float = 30.0  # seconds to receive a request's headers and body (0: no limit)
+    max_connections: int = 1024  # open connections at once; more are answered 503 by uvicorn
+    shutdown_timeout: float = 30.0  # seconds to drain on SIGTERM before closing what is left
     api_key: str | None = None
     metrics_public: bool = False
     presets_file: Path | None = None

@@ -31,10 +31,14 @@ def theme() -> gr.themes.Base:
     )
 
 
+UPLOAD_CLEANUP = (600, 3600)
+"""Every 10 minutes, delete uploaded files older than an hour (Gradio keeps them otherwise)."""
+
+
 def build_blocks(make_api: ApiFactory, *, server_label: str, index: Any = None) -> gr.Blocks:
     """The whole page. ``server_label`` tells the user which server the page talks to;
     ``index`` (a loaded ``rankserve index``) adds the "Search documents" tab."""
-    with gr.Blocks(title="RankServe UI", analytics_enabled=False) as demo:
+    with gr.Blocks(title="RankServe UI", analytics_enabled=False, delete_cache=UPLOAD_CLEANUP) as demo:
         presets_state = gr.State({})
         gr.HTML(
             '<div class="rs-header"><h1>RankServe 重排序 Reranker</h1>'

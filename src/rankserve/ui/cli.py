@@ -37,6 +37,13 @@ def ui(
     """Serve the web UI for checking rankings, against a RankServe server at --api-url."""
     import logging
 
+    from rankserve.extras import MissingExtraError, require
+
+    try:
+        require("gradio", "rankserve ui")
+    except MissingExtraError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     url = normalize_url(api_url)
     loaded = _load_index(index)

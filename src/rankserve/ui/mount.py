@@ -5,11 +5,14 @@ port, proxy or TLS to guess, yet each call still runs through the server's full 
 stack, auth included, with the key the user typed. Set ``RANKSERVE_UI_INDEX`` to a
 ``rankserve index`` directory to add the "Search documents" tab. The page itself (HTML, assets, Gradio's
 queue) is exempt from the API key, because a browser cannot send a bearer token when it opens
-``/ui``; that grants nothing, since every scoring call needs the key.
+``/ui``; when the server has a key, Gradio's login (the key is the password) guards the whole
+page instead, so its queue and its upload route are not reachable without the key. Uploaded
+files are deleted an hour after upload.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -52,11 +55,16 @@ def mount(app: FastAPI, settings: Any = None, *, path: str = UI_PATH) -> None:
         exempt.append(path)
     index = _index()
     blocks = build_blocks(make_api, server_label="this server 本服务器", index=index)
-    # /ui is open without the API key (the page asks for it), so cap what its upload route accepts
+    # cap what the upload route accepts (without a key it is open to anyone who can reach /ui)
+    key = getattr(settings, "api_key", None)
     gr.mount_gradio_app(
         app,
         blocks,
         path=path,
+        # with a key, nothing of the page (its queue runs the model, its upload route writes files)
+        # answers before Gradio's login, whose password is the API key
+        auth=(lambda _user, password: hmac.compare_digest(password.encode(), key.encode())) if key else None,
+        auth_message=LOGIN_MESSAGE if key else None,
         theme=theme(),
         css=CSS,
         footer_links=[],
@@ -66,6 +74,8 @@ def mount(app: FastAPI, settings: Any = None, *, path: str = UI_PATH) -> None:
     )
     log.info("web UI mounted at %s", path)
 
+
+LOGIN_MESSAGE = "This server has an API key: enter it as the password (any user name)."
 
 UPLOAD_LIMIT = "5mb"
 """Largest candidates file the page accepts (a .txt/.jsonl of a few thousand passages fits)."""

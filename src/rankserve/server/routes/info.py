@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from rankserve.server import scoring
+from rankserve.server.errors import APIError
 from rankserve.server.presets import DEFAULT_PRESET
 
 router = APIRouter(tags=["info"])
@@ -24,23 +25,30 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
 
-@router.get("/v1/models", summary="Served models (OpenAI list format)")
-async def models(request: Request) -> dict:
+def _model_card(request: Request) -> dict:
     state = scoring.app_state(request)
     return {
-        "object": "list",
-        "data": [
-            {
-                "id": state.model_name,
-                "object": "model",
-                "created": state.created,
-                "owned_by": "rankserve",
-                "root": state.settings.model,
-                "max_model_len": state.settings.max_length,
-                "ready": state.health().status == "ready",
-            }
-        ],
+        "id": state.model_name,
+        "object": "model",
+        "created": state.created,
+        "owned_by": "rankserve",
+        "root": state.settings.model,
+        "max_model_len": state.settings.max_length,
+        "ready": state.health().status == "ready",
     }
+
+
+@router.get("/v1/models", summary="Served models (OpenAI list format)")
+async def models(request: Request) -> dict:
+    return {"object": "list", "data": [_model_card(request)]}
+
+
+@router.get("/v1/models/{model_id:path}", summary="One served model (OpenAI `models.retrieve`)")
+async def model(request: Request, model_id: str) -> dict:
+    card = _model_card(request)
+    if model_id != card["id"]:
+        raise APIError(404, f"no model {model_id!r}: this server serves {card['id']!r}", "not_found_error")
+    return card
 
 
 @router.get("/v1/presets", summary="Instruction presets selectable with `preset`")

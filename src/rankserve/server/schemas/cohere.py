@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pydantic_core import PydanticCustomError
 
-from rankserve.server.schemas.common import InstructionFields, Usage
+from rankserve.server.schemas.common import InstructionFields, Usage, count
 
 
 class DocumentObject(BaseModel):
@@ -28,8 +28,13 @@ class RerankRequest(InstructionFields):
     query: str = Field(..., examples=["服务器CPU使用率持续100%怎么办"])
     documents: list[str | DocumentObject] = Field(..., description='Strings or {"text": ...} objects.')
     # strict: JSON true/false or "3" is not a count (lax mode would read true as 1)
-    top_n: StrictInt | None = Field(None, description="Return only the best N results (>= 1).")
-    return_documents: bool = Field(True, description="Echo each document's text in the results.")
+    top_n: count(0) | None = Field(
+        None, description="Return only the best N results; 0 or absent: all (vLLM's meaning of 0)."
+    )
+    return_documents: StrictBool = Field(True, description="Echo each document's text in the results.")
+    truncate_prompt_tokens: count(-1) | None = Field(
+        None, description="vLLM: cap each (query, document) prompt at this many tokens; -1: the server's."
+    )
 
     @field_validator("documents", mode="before")
     @classmethod
@@ -58,17 +63,22 @@ class RerankResult(BaseModel):
     document: DocumentText | None = None
 
 
+class Warnings(BaseModel):
+    warnings: list[str] = Field(..., description="What the server ignored, e.g. unknown fields.")
+
+
 class RerankResponse(BaseModel):
     id: str
     model: str
     usage: Usage
     results: list[RerankResult]
+    meta: Warnings | None = Field(None, description="Present only when something in the request was ignored.")
 
 
 class CohereV2Request(RerankRequest):
-    return_documents: bool = Field(False, description="Echo each document's text (off by default in v2).")
-    max_tokens_per_doc: int | None = Field(
-        None, description="Accepted for compatibility; the server's --max-length budget applies."
+    return_documents: StrictBool = Field(False, description="Echo each document's text (off by default in v2).")
+    max_tokens_per_doc: count(1) | None = Field(
+        None, description="Cap each (query, document) prompt at this many tokens (within --max-length)."
     )
 
 
@@ -89,6 +99,7 @@ class CohereMeta(BaseModel):
     api_version: ApiVersion = ApiVersion()
     billed_units: BilledUnits = BilledUnits()
     tokens: Tokens
+    warnings: list[str] | None = Field(None, description="Present only when something in the request was ignored.")
 
 
 class CohereV2Response(BaseModel):

@@ -24,6 +24,7 @@ class SimpleRerankResponse(BaseModel):
     ranks: list[int] = Field(..., description="1-based rank of each input (1 = most relevant).")
     truncated: bool = Field(..., description="True when any text was cut to fit the token budget.")
     usage: SimpleUsage
+    warnings: list[str] | None = Field(None, description="Present only when something in the request was ignored.")
 
 
 def compute_ranks(scores: Sequence[float]) -> list[int]:

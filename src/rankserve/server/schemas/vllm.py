@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from rankserve.server.schemas.common import InstructionFields, Usage
+from rankserve.server.schemas.common import InstructionFields, Usage, count
 
 
 class ScoreRequestBody(InstructionFields):
@@ -19,8 +19,8 @@ class ScoreRequestBody(InstructionFields):
     text_2: str | list[str] | None = Field(None, description="Document or documents (vLLM name).")
     queries: str | list[str] | None = Field(None, description="Alias of text_1.")
     documents: str | list[str] | None = Field(None, description="Alias of text_2.")
-    truncate_prompt_tokens: int | None = Field(
-        None, description="Accepted for compatibility; the server's --max-length budget applies."
+    truncate_prompt_tokens: count(-1) | None = Field(
+        None, description="Cap each (query, document) prompt at this many tokens; -1: the server's."
     )
 
     def sides(self) -> tuple[str, str, list[str], list[str]]:
@@ -41,6 +41,14 @@ class ScoreRequestBody(InstructionFields):
             return [] if v is None else [v] if isinstance(v, str) else list(v)
 
         return q_name, d_name, as_list(getattr(self, q_name)), as_list(getattr(self, d_name))
+
+    def query_side(self) -> str | list[str] | None:
+        """The query side as sent (None when sent under neither name)."""
+        return self.text_1 if self.text_1 is not None else self.queries
+
+    def document_side(self) -> str | list[str] | None:
+        """The document side as sent (None when sent under neither name)."""
+        return self.text_2 if self.text_2 is not None else self.documents
 
 
 def _sent_name(body: ScoreRequestBody, name: str, alias: str) -> str | None:
