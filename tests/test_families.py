@@ -257,3 +257,28 @@ _GEMMA_PROMPT = (
     "Given a query A and a passage B, determine whether the passage contains an answer to the query by "
     "providing a prediction of either 'Yes' or 'No'."
 )
+
+
+# ---- over HTTP ------------------------------------------------------------------------------------------------
+def test_server_family_option_scores_and_raw_scores(tmp_path_factory, qwen_tok, tmp_path):
+    import httpx
+    from test_server_support import ServerProcess
+
+    path = build(tmp_path_factory, "my-finetune", "Qwen2ForCausalLM", qwen_tok, ("1", "0"))
+    refused = ServerProcess(path, tmp_path / "refused.log")
+    assert refused.proc.wait(timeout=120) != 0 and "--family" in refused.log()
+    server = ServerProcess(path, tmp_path / "server.log", "--family", "mxbai-rerank-base-v2").wait_ready()
+    try:
+        model = httpx.get(server.url + "/v1/models", timeout=10).json()["data"][0]
+        assert model["scores"]["family"] == "mxbai-rerank-base-v2"
+        assert model["scores"]["formula"] == "sigmoid(raw - 4.5)" and model["scores"]["score"] == "probability"
+        body = {"query": QUERY, "documents": DOCS[:3]}
+        served = httpx.post(server.url + "/v1/rerank", json=body, timeout=60).json()["results"]
+        raw = httpx.post(server.url + "/v1/rerank", json={**body, "raw_scores": True}, timeout=60).json()["results"]
+        raw_by_index = {r["index"]: r["relevance_score"] for r in raw}
+        for r in served:
+            expected = families.FAMILIES["mxbai-rerank-base-v2"].activation(raw_by_index[r["index"]])
+            assert abs(r["relevance_score"] - expected) < 1e-6
+        assert any(v < 0 or v > 1 for v in raw_by_index.values())  # logits, not probabilities
+    finally:
+        assert server.stop() == 0

@@ -61,12 +61,14 @@ def build_request(
     instruction: str | None,
     preset: str | None,
     truncation: str | None,
+    raw_scores: bool = False,
 ) -> ScoreRequest:
     return ScoreRequest(
         query=query,
         documents=list(documents),
         instruction=resolve_instruction(state.presets, instruction, preset),
         truncation=truncation or DEFAULT_TRUNCATION,
+        raw_scores=raw_scores,
     )
 
 

@@ -80,7 +80,9 @@ async def simple_rerank(request: Request, body: SimpleRerankRequest) -> JSONResp
     state = scoring.app_state(request)
     state.check_model(body.model)
     scoring.check_inputs(state, "query", "texts", [body.query], body.texts)
-    req = scoring.build_request(state, body.query, body.texts, body.instruction, body.preset, body.truncation)
+    req = scoring.build_request(
+        state, body.query, body.texts, body.instruction, body.preset, body.truncation, body.raw_scores
+    )
     [results] = await scoring.score(request, [req])
     scores = [r.score for r in results]
     response = SimpleRerankResponse(
@@ -101,7 +103,9 @@ async def _ranked(request: Request, body: RerankRequest) -> tuple[list[RerankRes
         raise APIError(400, f"top_n must be >= 1 (got {body.top_n})")
     texts = body.texts()
     scoring.check_inputs(state, "query", "documents", [body.query], texts)
-    req = scoring.build_request(state, body.query, texts, body.instruction, body.preset, body.truncation)
+    req = scoring.build_request(
+        state, body.query, texts, body.instruction, body.preset, body.truncation, body.raw_scores
+    )
     [results] = await scoring.score(request, [req])
     ranked = sort_by_score(results, body.top_n)
     out = [

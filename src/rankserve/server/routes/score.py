@@ -36,7 +36,9 @@ async def score(request: Request, body: ScoreRequestBody) -> ScoreResponse:
     for i, (query, _) in enumerate(pairs):
         groups.setdefault(query, []).append(i)
     requests = [
-        scoring.build_request(state, query, [pairs[i][1] for i in idx], body.instruction, body.preset, body.truncation)
+        scoring.build_request(
+            state, query, [pairs[i][1] for i in idx], body.instruction, body.preset, body.truncation, body.raw_scores
+        )
         for query, idx in groups.items()
     ]
     results = await scoring.score(request, requests)
