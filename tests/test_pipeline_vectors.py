@@ -48,7 +48,9 @@ def test_ivf_recall_at_10_against_exact() -> None:
         recalls.append(len(truth & {i for i, _ in ivf.search(q, 10)}) / 10)
     assert np.mean(recalls) >= IVF_RECALL_FLOOR, np.mean(recalls)
     one = VectorIndex(corpus, "ivf", nprobe=1)  # the knob is real: one probed cluster loses recall
-    worse = np.mean([len({i for i, _ in _top_k(corpus @ q, 10, None)} & {i for i, _ in one.search(q, 10)}) for q in queries])
+    worse = np.mean(
+        [len({i for i, _ in _top_k(corpus @ q, 10, None)} & {i for i, _ in one.search(q, 10)}) for q in queries]
+    )
     assert worse / 10 < np.mean(recalls)
 
 

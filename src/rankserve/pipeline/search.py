@@ -53,9 +53,14 @@ class Index:
         if self._dense is None:  # loading the embedding model is slow: once per index
             # The prompts the documents were embedded with; an index from before they were recorded used none.
             prompts = EmbeddingPrompts.from_meta(self.meta.get("dense_prompts") or {})
-            vectors = VectorIndex.load(self.path, self.dense_embeddings, self.meta.get("vector_index"), self.vector_index)
+            vectors = VectorIndex.load(
+                self.path, self.dense_embeddings, self.meta.get("vector_index"), self.vector_index
+            )
             self._dense = DenseRetriever(
-                model=self.meta.get("dense_model"), embeddings=self.dense_embeddings, prompts=prompts, vector_index=vectors
+                model=self.meta.get("dense_model"),
+                embeddings=self.dense_embeddings,
+                prompts=prompts,
+                vector_index=vectors,
             )
         if first_stage == "dense":
             return self._dense
