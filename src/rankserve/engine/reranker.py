@@ -3,14 +3,20 @@
 The engine has no web imports. The HTTP server's batcher drives it through the finer
 ``prepare`` / ``score_pairs`` split (see ``docs/CONTRACT.md``): preparing tokenizes a
 request into pairs, and ``score_pairs`` scores any mix of pairs from many requests in
-length-sorted micro-batches of at most ``max_batch_tokens`` tokens.
+length-sorted micro-batches of at most ``max_batch_tokens`` tokens and returns their scores
+(values in, values out: nothing is written into the pairs).
+
+A reranker owns its device: on CUDA every entry point (warm-up, graph recording, scoring)
+runs under that device's guard, because CUDA graphs synchronise and Triton kernels launch on
+the *current* device, which need not be ours when several engines share a process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -238,6 +244,15 @@ class Reranker:
         )
         return reranker
 
+    @contextlib.contextmanager
+    def on_device(self) -> Iterator[None]:
+        """Make this engine's GPU the current CUDA device for the block (nothing to do on the CPU)."""
+        if self.device.type == "cuda" and self.device.index is not None:
+            with torch.cuda.device(self.device):
+                yield
+        else:
+            yield
+
     def warmup(self) -> None:
         """Score a few tiny requests so compilation happens now, not on a user's first request.
 
@@ -249,6 +264,10 @@ class Reranker:
         """
         if self.scorer is None:
             return
+        with self.on_device():
+            self._warmup()
+
+    def _warmup(self) -> None:
         try:
             for query, docs in WARMUP_REQUESTS:
                 self.score(query, docs)
@@ -288,15 +307,24 @@ class Reranker:
         return self.builder.prepare(request)
 
     # ---- scoring ---------------------------------------------------------------------------
-    def score_pairs(self, pairs: Sequence[Pair]) -> None:
-        """Score pairs (from any requests) in place, in micro-batches of ``max_batch_tokens``."""
-        self._collect(self._launch(pairs))
+    def score_pairs(self, pairs: Sequence[Pair]) -> list[float]:
+        """Scores of pairs (from any requests): ``result[i]`` for ``pairs[i]``.
 
-    def _launch(self, pairs: Sequence[Pair]) -> list[tuple[list[Pair], torch.Tensor]]:
-        """Queue the forward passes; on a GPU they run while the caller goes on (see :meth:`_collect`)."""
+        Pairs run in micro-batches of at most ``max_batch_tokens``; nothing is written into them.
+        """
+        with self.on_device():
+            return self._collect(self._launch(pairs), len(pairs))
+
+    def _launch(self, pairs: Sequence[Pair], first: int = 0) -> list[tuple[list[int], torch.Tensor]]:
+        """Queue the forward passes; on a GPU they run while the caller goes on (see :meth:`_collect`).
+
+        Each launched pass comes with the positions of its pairs (``first`` + index in ``pairs``).
+        """
+        position = {id(pair): first + i for i, pair in enumerate(pairs)}
         launched = []
         for batch in plan_batches(pairs, self.max_batch_tokens, self.prefix_reuse):
-            launched.extend(self._launch_batch(batch))
+            for part, probs in self._launch_batch(batch):
+                launched.append(([position[id(p)] for p in part], probs))
         return launched
 
     def _launch_batch(self, batch: list[Pair]) -> list[tuple[list[Pair], torch.Tensor]]:
@@ -314,11 +342,13 @@ class Reranker:
             return self._launch_batch(batch[:half]) + self._launch_batch(batch[half:])
 
     @staticmethod
-    def _collect(launched: list[tuple[list[Pair], torch.Tensor]]) -> None:
-        """Wait for the queued passes and store each pair's score."""
-        for batch, probs in launched:
-            for pair, value in zip(batch, probs.tolist()):
-                pair.score = value
+    def _collect(launched: list[tuple[list[int], torch.Tensor]], count: int) -> list[float]:
+        """Wait for the queued passes; one score per position."""
+        scores: list[float] = [float("nan")] * count
+        for positions, probs in launched:
+            for position, value in zip(positions, probs.tolist()):
+                scores[position] = value
+        return scores
 
     @torch.inference_mode()
     def _forward(self, batch: list[Pair]) -> torch.Tensor:
@@ -361,24 +391,31 @@ class Reranker:
         """
         if not self.stream_prepare or self.scorer is None:
             prepared = [self.prepare(r) for r in requests]
-            self.score_pairs([pair for p in prepared for pair in p.pairs])
-            return [p.results() for p in prepared]
-        launched: list[tuple[list[Pair], torch.Tensor]] = []
+            scores = self.score_pairs([pair for p in prepared for pair in p.pairs])
+            return _fold(prepared, scores)
+        with self.on_device():
+            return self._score_streamed(requests)
+
+    def _score_streamed(self, requests: Sequence[ScoreRequest]) -> list[list[DocScore]]:
+        launched: list[tuple[list[int], torch.Tensor]] = []
         ready: list[Pair] = []
+        total = 0  # pairs handed over so far (positions in the concatenation of every request's pairs)
 
         def on_pairs(pairs: list[Pair]) -> None:
+            nonlocal total
             ready.extend(pairs)
             # the first slice goes at once (the GPU idles until then); later ones in bigger passes
             if not launched or sum(p.num_tokens for p in ready) >= min(STREAM_TOKENS, self.max_batch_tokens):
-                launched.extend(self._launch(ready))
+                launched.extend(self._launch(ready, total))
+                total += len(ready)
                 ready.clear()
 
         for r in requests:  # reject a bad request before any forward pass is queued
             validate(r)
         prepared = [self.builder.prepare(r, on_pairs=on_pairs) for r in requests]
-        launched.extend(self._launch(ready))
-        self._collect(launched)
-        return [p.results() for p in prepared]
+        launched.extend(self._launch(ready, total))
+        total += len(ready)
+        return _fold(prepared, self._collect(launched, total))
 
     def score(
         self,
@@ -402,3 +439,12 @@ class Reranker:
         if top_n is not None and top_n < 1:
             raise InvalidInputError(f"top_n must be at least 1, got {top_n}")
         return sort_by_score(self.score(query, documents, instruction, truncation), top_n)
+
+
+def _fold(prepared: Sequence[PreparedRequest], scores: Sequence[float]) -> list[list[DocScore]]:
+    """Split the scores of every request's pairs (concatenated in request order) into per-request results."""
+    out, start = [], 0
+    for p in prepared:
+        out.append(p.results(scores[start : start + len(p.pairs)]))
+        start += len(p.pairs)
+    return out

@@ -131,7 +131,7 @@ async def info(request: Request) -> dict[str, Any]:
         "version": request.app.version,
         "sha": None,
         "docker_label": os.environ.get(DOCKER_LABEL_ENV) or None,
-        "ready": state.status == "ready",
+        "ready": state.health().status == "ready",
     }
 
 
@@ -146,7 +146,7 @@ def _labels(reranker: Any) -> dict[str, dict[str, Any]]:
 @router.get(f"{PREFIX}/health", summary="TEI's health check: 200 once the model is loaded, else 503")
 async def health(request: Request) -> Response:
     state = scoring.app_state(request)
-    if state.status == "ready":
+    if state.health().status == "ready":
         return Response(status_code=200)
-    body = TEIError(error=f"model is {state.status}", error_type="Unhealthy")
+    body = TEIError(error=f"model is {state.health().status}", error_type="Unhealthy")
     return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})
