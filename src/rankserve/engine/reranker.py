@@ -21,11 +21,13 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from rankserve.defaults import QUANTIZATIONS
-from rankserve.engine import attention, loader
+from rankserve.engine import attention, families, loader
+from rankserve.engine.causal import CausalLMScorer
 from rankserve.engine.graphs import CudaGraphs
 from rankserve.engine.packing import pack, plan_batches
 from rankserve.engine.prepare import CrossEncoderPairBuilder, QwenPairBuilder, validate
 from rankserve.engine.qwen3 import Qwen3Scorer
+from rankserve.engine.templates import BUILDERS
 from rankserve.engine.types import (
     DEFAULT_TRUNCATION,
     DocScore,
@@ -79,8 +81,8 @@ def check_quantize(quantize: str | None, kind: str, device: torch.device, dtype:
         return None
     if quantize not in QUANTIZATIONS:
         raise ModelLoadError(f"unknown quantization {quantize!r}: use one of {', '.join(QUANTIZATIONS)}")
-    if kind == loader.CROSS_ENCODER:
-        raise ModelLoadError("fp8 quantization supports Qwen3 rerankers only, not encoder cross-encoders")
+    if kind not in (loader.QWEN_CAUSAL, loader.QWEN_SEQ_CLS):
+        raise ModelLoadError("fp8 quantization supports Qwen3 rerankers only (the packed engine), not this model")
     if device.type == "cuda":
         if torch.cuda.get_device_capability(device) < (8, 9):
             name = torch.cuda.get_device_name(device)
@@ -132,6 +134,7 @@ class Reranker:
         self.model_name = model_name
         self.quantize = quantize
         self.kind = loaded.kind
+        self.family: families.Family = loaded.family
         self.config = loaded.config
         self.tokenizer = loaded.tokenizer
         self.device = device
@@ -144,13 +147,24 @@ class Reranker:
         self._graphs_tried = False
         # Overlap tokenization with the GPU (see score_requests); pointless where the forward pass blocks.
         self.stream_prepare = device.type == "cuda"
-        if self.kind == loader.CROSS_ENCODER:
+        self.causal: CausalLMScorer | None = None
+        if self.family.template in BUILDERS:
+            self.builder = BUILDERS[self.family.template](self.family, self.tokenizer, max_length)
+        elif self.kind == loader.CROSS_ENCODER:
             self.builder = CrossEncoderPairBuilder(self.tokenizer, max_length)
+        else:
+            self.builder = QwenPairBuilder(self.tokenizer, max_length)
+        if self.kind == loader.CROSS_ENCODER:
             self.hf_model = loaded.model
             self.scorer = None
             self.num_labels = int(self.config.num_labels)
+        elif self.kind in (loader.CAUSAL_LM, loader.LM_SEQ_CLS):
+            self.hf_model = loaded.model
+            self.scorer = None
+            pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+            self.causal = CausalLMScorer(loaded.model, loaded.head, pad_id)
+            self.prefix_reuse = False  # every pair carries its whole prompt through this forward
         else:
-            self.builder = QwenPairBuilder(self.tokenizer, max_length)
             base = loaded.model.model  # drop lm_head / score: only the yes-no direction is kept
             self.scorer = Qwen3Scorer(base, loaded.head, compile=compile, quantize=quantize).to(device)
             attention.check_device(device)
@@ -171,8 +185,12 @@ class Reranker:
         compile: bool | str = "auto",
         quantize: str | None = None,
         cuda_graphs: bool = True,
+        family: str | None = None,
     ) -> Reranker:
         """Load a Hugging Face id or local directory (see :mod:`rankserve.engine.loader`).
+
+        ``family``: the reranker family's recipe (:data:`rankserve.engine.families.FAMILIES`), for a
+        fine-tune whose name does not say it; recognised from ``config.json`` and the name otherwise.
 
         ``quantize="fp8"``: FP8 (e4m3) projection weights and activations with per-channel /
         per-token scales, for Hopper-class GPUs (compute capability 8.9+). Faster matrix products,
@@ -191,7 +209,7 @@ class Reranker:
         dt = loader.resolve_dtype(dtype, dev)
         use_compile = dev.type == "cuda" if compile == "auto" else compile in (True, "on", "true", "yes", "1")
         check_quantize(quantize, loader.QWEN_CAUSAL, dev, dt)  # before a possibly long download
-        loaded = loader.load(str(model), dev, dt)
+        loaded = loader.load(str(model), dev, dt, family)
         reranker = cls._build(
             str(model), loaded, max_length, max_batch_tokens, prefix_reuse, use_compile, quantize, cuda_graphs
         )
@@ -213,12 +231,13 @@ class Reranker:
         compile: bool = False,
         quantize: str | None = None,
         cuda_graphs: bool = True,
+        family: str | None = None,
     ) -> Reranker:
         """Wrap a model already in memory (e.g. random weights of a real architecture, for benchmarks).
 
         Nothing is compiled or recorded until :meth:`warmup` (or the first requests) runs.
         """
-        loaded = loader.inspect_model(hf_model, tokenizer, name)
+        loaded = loader.inspect_model(hf_model, tokenizer, name, family)
         return cls._build(name, loaded, max_length, max_batch_tokens, prefix_reuse, compile, quantize, cuda_graphs)
 
     @classmethod
@@ -234,9 +253,10 @@ class Reranker:
         budget = int(max_batch_tokens or default_batch_tokens(dev))
         reranker = cls(name, loaded, dev, dt, max_length, budget, prefix_reuse, compile, quantize, cuda_graphs)
         log.info(
-            "loaded %s (%s) on %s, %s%s, max_length=%d",
+            "loaded %s (%s, family %s) on %s, %s%s, max_length=%d",
             name,
             loaded.kind,
+            loaded.family.name,
             dev,
             str(dt).removeprefix("torch."),
             ", fp8 projections" if reranker.quantize else "",
@@ -280,8 +300,15 @@ class Reranker:
         if self.cuda_graphs and not self._graphs_tried and self._graphs_run_here():
             self._graphs_tried = True  # once: a second warm-up does not record again
             graphs = CudaGraphs(self.scorer, self.device, self.prefix_reuse)
-            graphs.record(self.max_batch_tokens, len(self.builder.system_ids) + 24)  # keeps what it could record
+            graphs.record(self.max_batch_tokens, self._typical_prefix() + 24)  # keeps what it could record
             self.graphs = graphs if graphs.graphs else None
+
+    def _typical_prefix(self) -> int:
+        """The fixed part of a request's prefix (Qwen3-Reranker: its system prompt), for graph shapes."""
+        system = getattr(self.builder, "system_ids", None)
+        if system is not None:
+            return len(system)
+        return len(self.builder.prepare(ScoreRequest("q", ["d"])).pairs[0].prefix)
 
     def graphs_status(self) -> str:
         """One line for the start-up log: whether small batches replay CUDA graphs, and why not."""
@@ -350,15 +377,26 @@ class Reranker:
                 scores[position] = value
         return scores
 
+    def describe_scores(self) -> dict:
+        """What this model's scores mean: family, probability or raw logit, formula (for ``/v1/models``)."""
+        return self.family.describe(classifier=self.kind in (loader.QWEN_SEQ_CLS, loader.LM_SEQ_CLS))
+
     @torch.inference_mode()
     def _forward(self, batch: list[Pair]) -> torch.Tensor:
-        """Probabilities in [0, 1] for one micro-batch."""
+        """Raw scores (the head's logits, before the family's activation) for one micro-batch."""
         if self.scorer is not None:
             graph = self.graphs.find(batch) if self.graphs else None
             if graph is not None:
-                return torch.sigmoid(self.graphs.run(graph, batch))
-            return torch.sigmoid(self.scorer(pack(batch, self.device, self.prefix_reuse)))
-        return self._forward_encoder(batch)
+                raw = self.graphs.run(graph, batch)
+            else:
+                raw = self.scorer(pack(batch, self.device, self.prefix_reuse))
+        elif self.causal is not None:
+            raw = self.causal(batch)
+        else:
+            return self._forward_encoder(batch)
+        if self.family.round_bf16:  # as the card returns it (ctxl: ``.to(torch.bfloat16).float()``)
+            raw = raw.to(torch.bfloat16).float()
+        return raw
 
     def _forward_encoder(self, batch: list[Pair]) -> torch.Tensor:
         width = max(len(p.tokens) for p in batch)
@@ -377,8 +415,9 @@ class Reranker:
             inputs["token_type_ids"] = types.to(self.device)
         logits = self.hf_model(**inputs).logits.float()
         if self.num_labels == 1:
-            return torch.sigmoid(logits[:, 0])
-        return torch.softmax(logits, dim=-1)[:, -1]
+            return logits[:, 0]
+        # the last class against the rest: its sigmoid is softmax(logits)[-1]
+        return logits[:, -1] - torch.logsumexp(logits[:, :-1], dim=-1)
 
     # ---- convenience -------------------------------------------------------------------------
     def score_requests(self, requests: Sequence[ScoreRequest]) -> list[list[DocScore]]:

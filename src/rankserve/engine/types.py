@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rankserve.engine.families import SIGMOID, Activation
 from rankserve.truncation import DEFAULT_TRUNCATION, TRUNCATION_POLICIES
 
 __all__ = [
@@ -40,6 +41,7 @@ class ScoreRequest:
     # A caller's own cap on each (query, document) prompt, in tokens; the engine's max_length
     # still applies when it is smaller. None: the engine's max_length alone.
     max_length: int | None = None
+    raw_scores: bool = False  # the head's raw value (a logit) instead of the family's served score
 
 
 @dataclass(frozen=True)
@@ -90,15 +92,19 @@ class PreparedRequest:
     # document index -> index of its first identical copy; duplicates get no pairs of their own,
     # so identical documents always get identical scores (and tie, ranked by input order)
     same_as: dict[int, int] = field(default_factory=dict)
+    # how the engine's raw pair scores become served ones (the model family's, see engine.families)
+    activation: Activation = SIGMOID
 
     @property
     def num_tokens(self) -> int:
         return sum(p.num_tokens for p in self.pairs)
 
     def results(self, scores: Sequence[float | None]) -> list[DocScore]:
-        """Fold pair scores (``scores[i]`` belongs to ``pairs[i]``) into one :class:`DocScore` per document.
+        """Fold raw pair scores (``scores[i]`` belongs to ``pairs[i]``) into one :class:`DocScore` per document.
 
-        Input order. In ``chunks`` mode a document has several windows; its score is the best window's.
+        Input order. In ``chunks`` mode a document has several windows; its score is the best window's
+        (activations are increasing, so the best raw window is the best served one). The family's
+        activation is applied unless the request asked for raw scores.
         """
         if len(scores) != len(self.pairs) or any(s is None for s in scores):
             raise RuntimeError("results() called before every pair was scored")
@@ -109,6 +115,8 @@ class PreparedRequest:
         for index in range(len(self.request.documents)):
             windows = by_doc[self.same_as.get(index, index)]
             best, best_score = max(windows, key=lambda ps: ps[1])
+            if not self.request.raw_scores:
+                best_score = self.activation(best_score)
             out.append(
                 DocScore(
                     index=index,

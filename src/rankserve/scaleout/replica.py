@@ -46,6 +46,7 @@ class ScoringReplica:
             compile=settings.compile,
             quantize=settings.quantize,
             cuda_graphs=settings.cuda_graphs,
+            family=settings.family,
         )
         if settings.max_batch_tokens:
             kwargs["max_batch_tokens"] = settings.max_batch_tokens

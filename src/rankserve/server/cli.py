@@ -93,6 +93,9 @@ def serve(
     quantize: str = typer.Option(
         "none", help="none, or fp8: FP8 matrix products on Hopper/Ada GPUs with bf16 (faster; scores shift slightly)."
     ),
+    family: str | None = typer.Option(
+        None, help="Reranker family recipe for a fine-tune whose name does not say it (see README: Supported models)."
+    ),
     cuda_graphs: bool = typer.Option(
         True, help="Replay small batches as CUDA graphs recorded at load (Hopper GPUs; sizes where it is faster)."
     ),
@@ -135,6 +138,7 @@ def serve(
         compile=compile,
         quantize=quantize,
         cuda_graphs=cuda_graphs,
+        family=family,
     )
     if compile not in ("auto", "on", "off"):
         _fail(f"--compile must be auto, on or off, not {compile!r}", 2)

@@ -69,6 +69,7 @@ def build_request(
     preset: str | None,
     truncation: str | None,
     max_length: int | None = None,
+    raw_scores: bool = False,
 ) -> ScoreRequest:
     """The engine request; ``max_length`` is the caller's own cap on each pair's tokens (None: the server's)."""
     return ScoreRequest(
@@ -77,6 +78,7 @@ def build_request(
         instruction=resolve_instruction(state.presets, instruction, preset),
         truncation=truncation or DEFAULT_TRUNCATION,
         max_length=max_length,
+        raw_scores=raw_scores,
     )
 
 

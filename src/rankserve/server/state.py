@@ -142,6 +142,7 @@ class AppState:
                 compile=s.compile,
                 quantize=s.quantize,
                 cuda_graphs=s.cuda_graphs,
+                family=s.family,
             )
             if s.max_batch_tokens:
                 kwargs["max_batch_tokens"] = s.max_batch_tokens

@@ -35,6 +35,7 @@ def _model_card(request: Request) -> dict:
         "root": state.settings.model,
         "max_model_len": state.settings.max_length,
         "ready": state.health().status == "ready",
+        "scores": _scores(state),
     }
 
 
@@ -65,3 +66,9 @@ async def presets(request: Request) -> dict:
 async def metrics(request: Request) -> Response:
     state = scoring.app_state(request)
     return Response(state.render_metrics(), media_type=state.metrics.content_type)
+
+
+def _scores(state) -> dict | None:
+    """What the served scores mean (family, probability or raw logit, formula, licence); None before loading."""
+    describe = getattr(state.reranker, "describe_scores", None)
+    return describe() if describe else None

@@ -20,7 +20,7 @@ from rankserve.engine.types import sort_by_score
 from rankserve.errors import InvalidInputError
 from rankserve.server import scoring
 from rankserve.server.errors import APIError, validation_message
-from rankserve.server.schemas.tei import TEIError, TEIRank, TEIRerankRequest, logit
+from rankserve.server.schemas.tei import TEIError, TEIRank, TEIRerankRequest
 
 router = APIRouter(tags=["tei"])
 
@@ -90,7 +90,7 @@ async def _rerank(request: Request, body: TEIRerankRequest) -> list[dict[str, An
     scoring.check_inputs(state, "query", "texts", [body.query], body.texts)
     truncate = AUTO_TRUNCATE if body.truncate is None else body.truncate
     policy = "tail" if body.truncation_direction.lower() == "left" else "head"
-    req = scoring.build_request(state, body.query, body.texts, None, None, policy)
+    req = scoring.build_request(state, body.query, body.texts, None, None, policy, raw_scores=body.raw_scores)
     [results] = await scoring.score(request, [req])
     if not truncate:
         cut = [r.index for r in results if r.truncated]
@@ -102,7 +102,7 @@ async def _rerank(request: Request, body: TEIRerankRequest) -> list[dict[str, An
             )
     out = []
     for r in sort_by_score(results):
-        rank = TEIRank(index=r.index, score=logit(r.score) if body.raw_scores else r.score)
+        rank = TEIRank(index=r.index, score=r.score)  # the head's raw value when raw_scores is set
         if body.return_text:
             rank.text = body.texts[r.index]
         out.append(rank.model_dump(exclude_none=True))
