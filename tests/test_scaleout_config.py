@@ -3,8 +3,10 @@ schema and build; ``--replicas`` without Ray is one clear line and exit 1; metri
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -81,8 +83,12 @@ def test_sigterm_drains_replicas_and_leaves_no_ray_behind(tiny_qwen_dir, tmp_pat
 
     from tests.test_server_support import free_port, server_env
 
+    # This server's local Ray lives under its own temp root, so Ray processes of anything else running on
+    # the machine (another test run, a developer's cluster) are not counted.
+    ray_root = tempfile.mkdtemp(prefix="rsray", dir="/tmp")  # short: Ray's socket paths must stay < 108 bytes
+
     def ray_processes() -> set[str]:
-        found = subprocess.run(["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True)
+        found = subprocess.run(["pgrep", "-f", f"{ray_root}/"], capture_output=True, text=True)
         return set(found.stdout.split())
 
     before = ray_processes()
@@ -91,7 +97,7 @@ def test_sigterm_drains_replicas_and_leaves_no_ray_behind(tiny_qwen_dir, tmp_pat
     proc = subprocess.Popen(
         [sys.executable, "-m", "rankserve.cli", "serve", "--replicas", "1", "--model", str(tiny_qwen_dir),
          "--device", "cpu", "--host", "127.0.0.1", "--port", str(port), "--no-ui", "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT, env=server_env({"PYTHONPATH": str(ROOT / "src")}),
+        stdout=log, stderr=subprocess.STDOUT, env=server_env({"PYTHONPATH": str(ROOT / "src"), "RAY_TMPDIR": ray_root}),  # noqa: E501
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -104,6 +110,7 @@ def test_sigterm_drains_replicas_and_leaves_no_ray_behind(tiny_qwen_dir, tmp_pat
                 pass
             assert proc.poll() is None, (tmp_path / "serve.log").read_text()
             time.sleep(0.5)
+        assert ray_processes(), "the server's local Ray should run under RAY_TMPDIR"
         docs = [f"document {j} about rivers and bridges " * 4 for j in range(30)]
 
         async def burst():
@@ -124,3 +131,4 @@ def test_sigterm_drains_replicas_and_leaves_no_ray_behind(tiny_qwen_dir, tmp_pat
         log.close()
     time.sleep(2)
     assert ray_processes() <= before  # nothing of this server's local Ray is left
+    shutil.rmtree(ray_root, ignore_errors=True)

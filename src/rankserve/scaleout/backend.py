@@ -54,6 +54,10 @@ class RayBackend:
         texts = {k: v["text"] for k, v in self._reports.items()}
         return merge(own, texts, self._health.ready, self._health.total)
 
+    def describe_scores(self) -> dict[str, Any] | None:
+        """Every replica serves the same model: the first report's description."""
+        return next((r["scores"] for r in self._reports.values() if r.get("scores")), None)
+
     async def score(
         self, requests: Sequence[ScoreRequest], timeout: float | None, stats: RequestStats, max_tokens: int = 0
     ) -> list[list[DocScore]]:

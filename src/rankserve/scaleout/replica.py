@@ -93,7 +93,12 @@ class ScoringReplica:
         node = os.uname().nodename
         while True:
             try:
-                report = {"text": self.metrics.render(), "pid": os.getpid(), "node": node}
+                report = {
+                    "text": self.metrics.render(),
+                    "pid": os.getpid(),
+                    "node": node,
+                    "scores": self.reranker.describe_scores(),
+                }
                 await hub.push.remote(self.replica_id, report)
             except asyncio.CancelledError:
                 raise

@@ -69,6 +69,10 @@ class ScoringBackend(Protocol):
         """The ``/metrics`` text: the front end's own series (``own``) plus the backend's."""
         ...
 
+    def describe_scores(self) -> dict[str, Any] | None:
+        """What the served scores mean (see ``Reranker.describe_scores``); None while unknown."""
+        ...
+
 
 class LocalBackend:
     """The engine and its :class:`Batcher` in this process."""
@@ -91,6 +95,10 @@ class LocalBackend:
 
     def render_metrics(self, own: bytes) -> bytes:
         return own  # the batcher updates the app's own registry
+
+    def describe_scores(self) -> dict[str, Any] | None:
+        describe = getattr(self.reranker, "describe_scores", None)  # engines other than Reranker may not say
+        return describe() if describe else None
 
     async def score(
         self, requests: Sequence[ScoreRequest], timeout: float | None, stats: RequestStats, max_tokens: int = 0

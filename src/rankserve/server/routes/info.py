@@ -70,5 +70,4 @@ async def metrics(request: Request) -> Response:
 
 def _scores(state) -> dict | None:
     """What the served scores mean (family, probability or raw logit, formula, licence); None before loading."""
-    describe = getattr(state.reranker, "describe_scores", None)
-    return describe() if describe else None
+    return state.backend.describe_scores() if state.backend is not None else None

@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, Field, StrictBool
 from pydantic_core import PydanticCustomError
 
 Truncation = Literal["head", "head_tail", "chunks"]
@@ -52,7 +52,7 @@ class InstructionFields(BaseModel):
         None,
         description="Over-long documents: head, head_tail (default) or chunks (score windows, take max).",
     )
-    raw_scores: bool = Field(
+    raw_scores: StrictBool = Field(
         False,
         description="Return the model head's raw value (a logit, see GET /v1/models) instead of the served score.",
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 TruncationDirection = Literal["Right", "Left", "right", "left"]
 
@@ -21,7 +21,7 @@ class TEIRerankRequest(BaseModel):
 
     query: str
     texts: list[str]
-    raw_scores: bool = Field(
+    raw_scores: StrictBool = Field(
         False, description="Return the model head's raw value (a logit) instead of the served score."
     )
     return_text: bool = Field(False, description="Echo each text in its result.")
