@@ -12,8 +12,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SHARED
-from test_server_support import ServerProcess
+
+from tests.support.paths import SHARED
+from tests.support.server import ServerProcess
 
 DL19 = SHARED / "data" / "trec-dl19-subset"
 DATA_ARGS = ["--data", str(DL19)] if DL19.is_dir() else []  # without it: a built-in text

@@ -13,9 +13,9 @@ import time
 
 import httpx
 import pytest
-from test_server_support import ServerProcess, metric_value, serve_command, server_env
 
 from rankserve import Reranker
+from tests.support.server import ServerProcess, metric_value, serve_command, server_env
 
 KEY = "sekret-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

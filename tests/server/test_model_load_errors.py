@@ -6,7 +6,8 @@ import subprocess
 import time
 
 import pytest
-from test_server_support import free_port, serve_command, server_env
+
+from tests.support.server import free_port, serve_command, server_env
 
 MISSING_ID = "rankserve-tests/no-such-reranker-7f3a"
 

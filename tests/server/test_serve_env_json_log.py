@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import httpx
-from test_server_support import ServerProcess
+
+from tests.support.server import ServerProcess
 
 
 def test_env_options_and_json_access_log(tiny_qwen_dir: Path, tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ import time
 
 import httpx
 import pytest
-from test_server_support import ServerProcess
+
+from tests.support.server import ServerProcess
 
 KEY = "harden-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -1,8 +1,8 @@
 """Checks of the Triton attention kernel on the CPU, through Triton's interpreter.
 
 Run as a script with ``TRITON_INTERPRET=1`` (set before Triton is imported, which is why
-``test_triton_attention.py`` starts it in a subprocess); prints one JSON object of results.
-Usage: python triton_interpreted.py MODEL_DIR
+``tests/engine/test_triton_attention.py`` starts it in a subprocess); prints one JSON object of results.
+Usage (from the repository root): TRITON_INTERPRET=1 python -m tests.support.triton_interpreted MODEL_DIR
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ import torch
 
 assert os.environ.get("TRITON_INTERPRET") == "1", "run with TRITON_INTERPRET=1"
 
-from texts import DOCS, QUERIES  # noqa: E402
-
 from rankserve import Reranker  # noqa: E402
 from rankserve.engine import ScoreRequest, attention, rope, triton_attention, triton_rope  # noqa: E402
 from rankserve.engine.attention import SeqLayout  # noqa: E402
 from rankserve.engine.triton_attention import Segments, work_list  # noqa: E402
+from tests.support.texts import DOCS, QUERIES  # noqa: E402
 
 
 def kernel_vs_padded(seed: int, hq: int, hkv: int, dim: int, wide: bool = False, norm_q: bool = False) -> float:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from official import PREFIX, SUFFIX, format_instruction
-from texts import DOCS, QUERIES
 from transformers import AutoTokenizer
 
 from rankserve import prompts
+from tests.support.official import PREFIX, SUFFIX, format_instruction
+from tests.support.texts import DOCS, QUERIES
 
 
 def test_prompt_strings_are_the_model_cards():

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from official import OfficialRecipe, format_instruction
-from texts import DOCS
 
 from rankserve import Reranker, prompts
 from rankserve.engine import ScoreRequest
 from rankserve.truncation import chunk_overlap, fit
+from tests.support.official import OfficialRecipe, format_instruction
+from tests.support.texts import DOCS
 
 MAX_LEN = 160
 LONG = ["word " * 300 + "THE END", "中文内容。" * 120 + "结论", "short doc"]

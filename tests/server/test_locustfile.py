@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_server_support import ServerProcess, server_env
 
-LOCUSTFILE = Path(__file__).resolve().parents[1] / "scripts" / "locustfile.py"
+from tests.support.paths import REPO
+from tests.support.server import ServerProcess, server_env
+
+LOCUSTFILE = REPO / "scripts" / "locustfile.py"
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_server_support import ServerProcess
 
 from rankserve.extras import EXTRAS
+from tests.support.server import ServerProcess
 
 OPTIONAL = sorted({m.split(".")[0] for m in EXTRAS} | {"pandas", "numba"})
 

@@ -6,16 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rankserve.engine.triton_attention import BLOCK_M, work_list
+from tests.support.paths import REPO
 
 pytest.importorskip("triton", reason="Triton is not installed (the dev extras install it on Linux x86-64)")
-
-HERE = Path(__file__).parent
 
 
 def test_kernel_and_engine_match_padded_attention(tiny_qwen_dir):
@@ -27,8 +25,8 @@ def test_kernel_and_engine_match_padded_attention(tiny_qwen_dir):
     unpadded ones."""
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     proc = subprocess.run(
-        [sys.executable, str(HERE / "triton_interpreted.py"), str(tiny_qwen_dir)],
-        capture_output=True, text=True, timeout=600, env=env, cwd=HERE,
+        [sys.executable, "-m", "tests.support.triton_interpreted", str(tiny_qwen_dir)],
+        capture_output=True, text=True, timeout=600, env=env, cwd=REPO,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     errors = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -7,12 +7,12 @@ import threading
 
 import pytest
 import torch
-from official import OfficialRecipe
-from texts import DOCS, QUERIES
 
 from rankserve import Reranker
 from rankserve.engine import ScoreRequest, qwen3
 from rankserve.errors import InvalidInputError, ModelLoadError
+from tests.support.official import OfficialRecipe
+from tests.support.texts import DOCS, QUERIES
 
 TOL = 1e-5
 

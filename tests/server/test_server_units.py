@@ -13,7 +13,6 @@ import pytest
 import typer
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Histogram
-from test_server_support import build_nan_model, build_vocab_mismatch_model, metric_value
 from typer.testing import CliRunner
 
 from rankserve import Reranker
@@ -25,6 +24,7 @@ from rankserve.server.errors import validation_message
 from rankserve.server.presets import PresetFileError, load_presets, resolve_instruction, shipped_presets
 from rankserve.server.schemas.simple import compute_ranks
 from rankserve.server.schemas.vllm import pair_up
+from tests.support.server import build_nan_model, build_vocab_mismatch_model, metric_value
 
 
 def test_compute_ranks():

@@ -1,4 +1,4 @@
-"""LangChain and LlamaIndex adapters, against the stub reranker server of test_client."""
+"""LangChain and LlamaIndex adapters, against the stub reranker server (tests/support/stub_reranker.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-try:  # the stub reranker server lives in test_client.py (rootdir or package import)
-    from test_client import DOCS, TIMEOUT, StubServer
-except ImportError:  # pragma: no cover - tests/ turned into a package
-    from tests.test_client import DOCS, TIMEOUT, StubServer
+from tests.support.stub_reranker import DOCS, TIMEOUT, StubServer
 
 
 @pytest.fixture(scope="module")

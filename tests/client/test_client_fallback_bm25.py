@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from test_server_support import free_port
 
 from rankserve.client import AsyncRerankClient, RerankClient
+from tests.support.server import free_port
 
 UNINDEXABLE = [["it is", "the a"], ["!!!", "???"], ["a", ""], ["the"]]
 

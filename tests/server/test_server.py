@@ -15,10 +15,10 @@ import time
 
 import httpx
 import pytest
-from test_server_support import ServerProcess, metric_value
 
 from rankserve import Reranker
 from rankserve.server.schemas.simple import compute_ranks
+from tests.support.server import ServerProcess, metric_value
 
 TOL = 1e-5
 MAX_LENGTH = 512

@@ -1,7 +1,7 @@
 """Fuzz the real server from its own ``/openapi.json`` with schemathesis: every check, zero failures.
 
 Bounded: 40 examples per operation and phase (about a minute on two CPU cores). Settings and the
-one documented exception live in ``tests/schemathesis.toml``.
+one documented exception live in ``tests/server/schemathesis.toml``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_server_support import ServerProcess
+
+from tests.support.server import ServerProcess
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 FUZZ_TIMEOUT = 300

@@ -10,11 +10,7 @@ import pytest
 
 from rankserve.pipeline.index import build_index, chunk_text, html_to_text
 from rankserve.pipeline.search import load_index, search
-
-try:  # the check for the embedding model lives with the retrieval tests (rootdir or package import)
-    from test_pipeline_retrieval import dense_model_missing
-except ImportError:  # pragma: no cover - tests/ turned into a package
-    from tests.test_pipeline_retrieval import dense_model_missing
+from tests.pipeline.test_pipeline_retrieval import dense_model_missing
 
 
 def make_pdf(path: Path, pages: list[str]) -> None:

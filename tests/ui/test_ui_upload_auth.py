@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from test_server_support import ServerProcess
+
+from tests.support.server import ServerProcess
 
 pytest.importorskip("gradio")
 

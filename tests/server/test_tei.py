@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from test_server_support import ServerProcess
 
 from rankserve.engine.types import ScoreRequest
 from rankserve.server.schemas.tei import logit
+from tests.support.server import ServerProcess
 
 KEY = "tei-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
