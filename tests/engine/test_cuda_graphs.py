@@ -92,13 +92,8 @@ def test_a_batch_too_big_for_its_shape_is_refused():
         pack(pairs, torch.device("cpu"), True, Shape(packed_tokens(pairs) - 1, 4))
 
 
-def _hopper() -> bool:
-    return torch.cuda.is_available() and (9, 0) <= torch.cuda.get_device_capability() < (10, 0)
-
-
-needs_hopper = pytest.mark.skipif(
-    not _hopper(), reason="CUDA graphs are recorded on Hopper GPUs only (the Triton kernel runs there)"
-)
+# CUDA graphs are recorded on Hopper GPUs only (the Triton kernel runs there)
+needs_hopper = pytest.mark.gpu(hopper=True)
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 
 

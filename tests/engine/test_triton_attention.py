@@ -16,6 +16,7 @@ from tests.support.paths import REPO
 pytest.importorskip("triton", reason="Triton is not installed (the dev extras install it on Linux x86-64)")
 
 
+@pytest.mark.slow
 def test_kernel_and_engine_match_padded_attention(tiny_qwen_dir):
     """Random packed layouts (prefixes read in place, grouped-query heads, strided keys), then the whole
     engine with and without prefix reuse: the Triton kernel agrees with padded SDPA in fp32, also when

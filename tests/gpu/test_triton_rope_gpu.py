@@ -14,9 +14,7 @@ import torch
 
 from rankserve.engine import attention, qwen3, rope, triton_attention, triton_rope
 
-pytestmark = pytest.mark.skipif(
-    not (torch.cuda.is_available() and triton_rope.triton is not None), reason="needs a CUDA GPU and Triton"
-)
+pytestmark = pytest.mark.gpu
 BF16 = torch.bfloat16
 
 

@@ -17,6 +17,9 @@ from tests.support.server import ServerProcess, server_env
 LOCUSTFILE = REPO / "scripts" / "locustfile.py"
 
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def server(tiny_qwen_dir, tmp_path_factory) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("locust-serve") / "serve.log"

@@ -18,6 +18,7 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 FUZZ_TIMEOUT = 300
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keyed", [False, True], ids=["open", "api-key"])
 def test_schemathesis_finds_nothing(tiny_qwen_dir, tmp_path, keyed):
     st = shutil.which("st") or shutil.which("schemathesis")

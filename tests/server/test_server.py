@@ -433,6 +433,7 @@ async def test_disconnecting_client_disturbs_no_one(server, engine):
 
 
 # ---- SIGTERM: keep last, it stops the server ------------------------------------------------
+@pytest.mark.slow
 def test_zz_sigterm_finishes_in_flight_requests(server, engine):
     """Runs last in this module: it shuts the module's server down (gracefully) while it works."""
     proc = server

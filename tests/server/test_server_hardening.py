@@ -220,6 +220,7 @@ def test_dribbled_headers_are_cut_off(servers):
     assert closed and time.monotonic() - started < 7
 
 
+@pytest.mark.slow
 def test_shutdown_deadline_closes_stalled_connections(tiny_qwen_dir, tmp_path):
     proc = ServerProcess(tiny_qwen_dir, tmp_path / "s.log", "--body-timeout", "0", "--shutdown-timeout", "2")
     try:

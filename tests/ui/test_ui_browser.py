@@ -2,7 +2,7 @@
 
 One ``rankserve serve`` process (tiny model, API key set, UI mounted at ``/ui``) serves the
 module; a second process runs ``rankserve ui`` alone against a dead URL. Chromium is the
-system package (no browser download) with background networking off: CI has no internet.
+system package (or ``$RANKSERVE_CHROMIUM``) (no browser download) with background networking off: CI has no internet.
 The first test saves a screenshot in its temporary folder, or where ``$RANKSERVE_SCREENSHOT`` says
 (``scripts/screenshot.sh`` regenerates the README's ``docs/ui-screenshot.png`` that way).
 """
@@ -20,9 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.browser import find_chromium
+
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = find_chromium()
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -45,7 +47,7 @@ DOCS = [
 ]
 TIMEOUT_MS = 60_000
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")
+pytestmark = pytest.mark.browser  # skipped by tests/conftest.py where no Chromium is found
 
 
 def _free_port() -> int:
