@@ -75,6 +75,7 @@ def rerank(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    family: str = typer.Option(None, help="Reranker family recipe for a fine-tune (see README: Supported models)."),
 ) -> None:
     """Rank documents for a query with a reranker model and print the ranking."""
     docs = list(doc or [])
@@ -86,7 +87,7 @@ def rerank(
     from rankserve.engine import Reranker
 
     try:
-        reranker = Reranker.from_pretrained(model, device=device, dtype=dtype, max_length=max_length)
+        reranker = Reranker.from_pretrained(model, device=device, dtype=dtype, max_length=max_length, family=family)
         ranked = reranker.rerank(query, docs, instruction=instruction, truncation=truncation, top_n=top_n)
     except RankServeError as exc:
         fail(str(exc))

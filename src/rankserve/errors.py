@@ -21,3 +21,30 @@ class ModelLoadError(RankServeError, ValueError):
 
 class EngineError(RankServeError, RuntimeError):
     """Scoring failed for a reason that is not the caller's input (e.g. out of GPU memory on one pair)."""
+
+
+class UnavailableError(RankServeError, RuntimeError):
+    """Scoring cannot happen now (busy, shutting down, a replica gone); retry after ``retry_after`` seconds.
+
+    Every error here pickles (``pickle.loads(pickle.dumps(e))`` keeps class, message and fields):
+    a scoring replica in another process raises them to the HTTP front end. Extra fields
+    therefore have defaults, as ``BaseException`` re-creates an error from its message alone
+    before restoring its attributes.
+    """
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeadlineExceededError(RankServeError, TimeoutError):
+    """The request's deadline (``--request-timeout``) passed, or its work cannot finish before it."""
+
+
+class RequestTooLargeError(RankServeError, ValueError):
+    """The request tokenized to more than the per-request ceiling (``--max-request-tokens``): 413."""
+
+    def __init__(self, message: str, tokens: int = 0, limit: int = 0) -> None:
+        super().__init__(message)
+        self.tokens = tokens
+        self.limit = limit

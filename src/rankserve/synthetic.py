@@ -177,3 +177,62 @@ def random_weights_model(config_path: str | Path, tokenizer_dir: str | Path, pat
     model.save_pretrained(str(path))
     AutoTokenizer.from_pretrained(str(tokenizer_dir)).save_pretrained(str(path))
     return Path(path)
+
+
+def build_tiny_gemma_tokenizer(path: str | Path, vocab_size: int = 600):
+    """A small SentencePiece-style BPE tokenizer with Gemma's special ids (<pad> 0, <eos> 1, <bos> 2) and "Yes"."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="never")
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=1, special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"], show_progress=False
+    )
+    tok.train_from_iterator([*_CORPUS, "Yes No A: B: passage query", "Yes"] * 20, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
+        padding_side="left",
+    )  # fmt: skip
+    if fast("Yes", add_special_tokens=False)["input_ids"] != [fast.convert_tokens_to_ids("Yes")]:
+        raise RuntimeError("tiny tokenizer did not learn 'Yes' as one token")
+    fast.save_pretrained(str(path))
+    return fast
+
+
+TINY_LLM = dict(
+    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    head_dim=16, initializer_range=0.3,
+)  # fmt: skip
+"""The dimensions of every tiny LLM reranker (Qwen3, Qwen2 and Gemma classes alike)."""
+
+
+def build_tiny_llm_reranker(
+    path: str | Path, architecture: str, tokenizer, boost: tuple[str, ...] = (), seed: int = 0, **overrides
+) -> Path:
+    """Save a random-weight LLM reranker of a real ``transformers`` class (``Qwen2ForCausalLM``, ``GemmaForCausalLM``).
+
+    The output rows of the ``boost`` tokens are scaled up so that scores spread out. The directory's
+    name is what family recognition reads (e.g. ``.../mxbai-rerank-base-v2-tiny``).
+    """
+    import transformers
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(str(path))
+    cls = getattr(transformers, architecture)
+    config_cls = cls.config_class
+    torch.manual_seed(seed)
+    cfg = dict(TINY_LLM, vocab_size=len(tokenizer), tie_word_embeddings=True, architectures=[architecture])
+    cfg["pad_token_id"] = tokenizer.pad_token_id
+    cfg.update(overrides)
+    if tokenizer.bos_token_id is not None:
+        cfg["bos_token_id"] = tokenizer.bos_token_id
+    model = cls(config_cls(**cfg)).eval()
+    with torch.no_grad():
+        out = model.get_output_embeddings().weight
+        for word in boost:
+            out[tokenizer(word, add_special_tokens=False)["input_ids"][0]] *= 3.0
+    model.save_pretrained(str(path))
+    return path

@@ -86,7 +86,7 @@ async def test_cancelled_request_drops_its_queued_pairs(tiny_reranker):
     assert dropped > 0
     after = batcher.submit(await batcher.prepare(ScoreRequest(QUERY, DOCS)))
     assert_same(await after.future, tiny_reranker.score(QUERY, DOCS))
-    unscored = sum(p.score is None for p in ticket.prepared.pairs)
+    unscored = sum(s is None for s in ticket.scores)
     assert unscored == dropped  # nothing of the cancelled request was computed after cancel
     assert sample(metrics, "rankserve_pairs_scored_total") == len(docs) - dropped + len(DOCS)
     await batcher.close()
@@ -159,7 +159,7 @@ async def test_small_request_is_not_stuck_behind_a_big_one(tiny_reranker):
 
     small_result = await small.future
     small_latency = time.perf_counter() - small_submitted
-    big_scored = sum(p.score is not None for p in big_prepared.pairs)
+    big_scored = big.scored
     assert not big.future.done()
     assert big_scored <= len(big_docs) // 4, f"{big_scored} big pairs scored before the small request's one"
     big_result = await big.future

@@ -16,16 +16,12 @@ from rankserve.engine import Reranker, ScoreRequest, attention
 from rankserve.engine.graphs import placeholder
 from rankserve.engine.packing import Shape, pack, packed_tokens
 from rankserve.engine.triton_attention import BLOCK_M, work_list
-from rankserve.engine.types import Pair, PreparedRequest
+from rankserve.engine.types import Pair
 
 
 def random_pairs(rng: random.Random, n: int) -> list[Pair]:
-    owner = PreparedRequest(ScoreRequest("q", ["d"]))
     prefixes = [tuple(rng.randrange(50) for _ in range(rng.randint(1, 40))) for _ in range(rng.randint(1, 3))]
-    return [
-        Pair(owner, i, 0, rng.choice(prefixes), [rng.randrange(50) for _ in range(rng.randint(1, 90))])
-        for i in range(n)
-    ]
+    return [Pair(i, 0, rng.choice(prefixes), [rng.randrange(50) for _ in range(rng.randint(1, 90))]) for i in range(n)]
 
 
 @pytest.mark.parametrize("reuse_prefix", [True, False])
@@ -67,8 +63,7 @@ def test_work_list_bound_holds_for_the_worst_case():
 def test_every_pair_with_its_own_prefix_fits_the_shape(own):
     """The most sequences a shape can get: each pair with a prefix of its own (two sequences a pair), each
     just past a block edge, packed into a shape with no token to spare."""
-    owner = PreparedRequest(ScoreRequest("q", ["d"]))
-    pairs = [Pair(owner, i, 0, (i,) * (BLOCK_M + 1), [7] * own) for i in range(8)]
+    pairs = [Pair(i, 0, (i,) * (BLOCK_M + 1), [7] * own) for i in range(8)]
     shape = Shape(packed_tokens(pairs), len(pairs))
     padded = pack(pairs, torch.device("cpu"), True, shape)  # raises if the programs exceed shape.work
     seg = padded.layout.segments

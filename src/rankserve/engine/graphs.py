@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from rankserve.engine.packing import PackedBatch, Shape, pack, packed_tokens
-from rankserve.engine.types import Pair, PreparedRequest, ScoreRequest
+from rankserve.engine.types import Pair
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +135,9 @@ class CudaGraphs:
 def placeholder(shape: Shape, prefix_tokens: int) -> list[Pair]:
     """Two pairs sharing a prefix, about filling ``shape``'s tokens (with or without prefix reuse):
     something to record a graph from."""
-    owner = PreparedRequest(ScoreRequest("placeholder", ["a", "b"]))
     prefix = tuple([0] * min(prefix_tokens, shape.tokens // 4))
     own = shape.tokens // 2 - len(prefix)
-    return [Pair(owner, i, 0, prefix, [0] * own) for i in range(2)]
+    return [Pair(i, 0, prefix, [0] * own) for i in range(2)]
 
 
 def _median_ms(fn: Callable[[], object], repeat: int = 7) -> float:

@@ -1,11 +1,12 @@
 """Loading a checkpoint (Hugging Face id or local directory) and deciding how to score it.
 
-The model family is read from ``config.json``:
+The model's family (:mod:`rankserve.engine.families`: template, head, activation, runner) is read
+from ``config.json`` and the checkpoint's name, or given (``family=``, ``--family``):
 
-- ``qwen3`` + ``*ForCausalLM``: the original Qwen3-Reranker; score = sigmoid(logit_yes - logit_no)
-  at the last position, with the yes/no token ids taken from the tokenizer.
-- ``qwen3`` + ``*ForSequenceClassification``: the converted checkpoints whose single logit
-  already is ``yes - no``; same prompt, same score.
+- Qwen3 families (Qwen3-Reranker, zerank, ctxl-rerank-v2), ``*ForCausalLM`` or a one-row
+  ``*ForSequenceClassification`` conversion: the packed engine (:mod:`rankserve.engine.qwen3`).
+- other LLM families (mxbai-rerank-v2 on Qwen2, bge-reranker-v2-gemma on Gemma): a transformers
+  forward of the base model (:mod:`rankserve.engine.causal`).
 - any other ``*ForSequenceClassification``: an encoder cross-encoder (BGE, MiniLM...): sigmoid of
   the single logit, or softmax's positive class when the head has two labels.
 """
@@ -17,12 +18,15 @@ from dataclasses import dataclass
 
 import torch
 
-from rankserve import prompts
+from rankserve.engine import families
 from rankserve.errors import ModelLoadError
 
 QWEN_CAUSAL = "qwen3-causal-lm"
 QWEN_SEQ_CLS = "qwen3-seq-cls"
+CAUSAL_LM = "causal-lm"
+LM_SEQ_CLS = "lm-seq-cls"
 CROSS_ENCODER = "cross-encoder"
+CAUSAL_KINDS = (QWEN_CAUSAL, CAUSAL_LM)
 
 _DTYPES = {
     "float32": torch.float32,
@@ -70,18 +74,15 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     return _DTYPES[dtype]
 
 
-def detect_kind(config) -> str:
-    arch = (getattr(config, "architectures", None) or [""])[0]
-    if config.model_type == "qwen3" and arch.endswith("ForCausalLM"):
-        return QWEN_CAUSAL
-    if config.model_type == "qwen3" and arch.endswith("ForSequenceClassification"):
-        return QWEN_SEQ_CLS
-    if arch.endswith("ForSequenceClassification"):
-        return CROSS_ENCODER
-    raise ModelLoadError(
-        f"architecture {arch or config.model_type!r} is not supported: RankServe serves Qwen3 rerankers "
-        "(Qwen3ForCausalLM, Qwen3ForSequenceClassification) and *ForSequenceClassification cross-encoders"
-    )
+def detect_kind(config, family: families.Family | None = None, name: str = "model") -> str:
+    """How the checkpoint is run: the packed Qwen3 engine, a transformers LM forward, or an encoder."""
+    family = family or families.resolve(config, name)
+    seq_cls = (getattr(config, "architectures", None) or [""])[0].endswith("ForSequenceClassification")
+    if family.runner == families.PACKED_QWEN3:
+        return QWEN_SEQ_CLS if seq_cls else QWEN_CAUSAL
+    if family.runner == families.CAUSAL_LM:
+        return LM_SEQ_CLS if seq_cls else CAUSAL_LM
+    return CROSS_ENCODER
 
 
 @dataclass
@@ -90,7 +91,8 @@ class Loaded:
     config: object
     tokenizer: object
     model: torch.nn.Module
-    head: torch.Tensor | None  # yes-minus-no direction for Qwen3 kinds
+    head: torch.Tensor | None  # the packed engine's fp32 score direction; the LM forward's head rows
+    family: families.Family = families.FAMILIES["cross-encoder"]
 
 
 WHAT_TO_DO = (
@@ -126,7 +128,7 @@ def hub_problem(model: str) -> str | None:
     return None
 
 
-def load(model: str, device: torch.device, dtype: torch.dtype) -> Loaded:
+def load(model: str, device: torch.device, dtype: torch.dtype, family: str | None = None) -> Loaded:
     import transformers
     from transformers import (
         AutoConfig,
@@ -153,12 +155,13 @@ def load(model: str, device: torch.device, dtype: torch.dtype) -> Loaded:
         raise ModelLoadError(
             f"{model!r} is not a model: expected a Hugging Face model id or a directory with config.json ({first})"
         ) from exc
-    kind = detect_kind(config)
+    spec = families.resolve(config, model, family)
+    kind = detect_kind(config, spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError, TypeError) as exc:
         raise ModelLoadError(f"could not load the tokenizer of {model!r}: {exc}") from exc
-    cls = AutoModelForCausalLM if kind == QWEN_CAUSAL else AutoModelForSequenceClassification
+    cls = AutoModelForCausalLM if kind in CAUSAL_KINDS else AutoModelForSequenceClassification
     kwargs = {"attn_implementation": "sdpa"}
     try:
         hf_model = cls.from_pretrained(model, dtype=dtype, **kwargs)
@@ -166,32 +169,49 @@ def load(model: str, device: torch.device, dtype: torch.dtype) -> Loaded:
         hf_model = cls.from_pretrained(model, torch_dtype=dtype, **kwargs)
     except OSError as exc:
         raise ModelLoadError(f"could not load the weights of {model!r}: {exc}") from exc
-    return inspect_model(hf_model.to(device).eval(), tokenizer, model)
+    return inspect_model(hf_model.to(device).eval(), tokenizer, model, family)
 
 
-def inspect_model(hf_model: torch.nn.Module, tokenizer, name: str = "model") -> Loaded:
-    """Family and yes-minus-no head of an already-built model (also used for random-weight benchmarks)."""
+def inspect_model(hf_model: torch.nn.Module, tokenizer, name: str = "model", family: str | None = None) -> Loaded:
+    """Family, runner and score head of an already-built model (also used for random-weight benchmarks).
+
+    Head rows come from the output embeddings (``lm_head``, tied or not) for causal LMs and from the
+    one-row ``score`` layer for sequence-classification conversions. The packed engine gets one fp32
+    direction (a token pair's difference computed in fp32, as the seq-cls conversion script does); the
+    transformers forward gets the rows themselves in the model's dtype (the cards subtract two logits).
+    """
     config = hf_model.config
-    kind = detect_kind(config)
-    head = None
-    if kind == QWEN_CAUSAL:
-        yes, no = (_token_id(tokenizer, t, name) for t in (prompts.YES_TOKEN, prompts.NO_TOKEN))
-        weight = hf_model.get_output_embeddings().weight
-        head = weight[yes].float() - weight[no].float()
-    elif kind == QWEN_SEQ_CLS:
+    spec = families.resolve(config, name, family)
+    kind = detect_kind(config, spec)
+    if kind == CROSS_ENCODER:
+        return Loaded(kind, config, tokenizer, hf_model, None, spec)
+    if kind in (QWEN_SEQ_CLS, LM_SEQ_CLS):
         weight = hf_model.score.weight
         if weight.shape[0] != 1:
             raise ModelLoadError(
-                f"{name!r}: a Qwen3 sequence-classification reranker must have one label (yes - no), "
-                f"this one has {weight.shape[0]}"
+                f"{name!r}: a sequence-classification conversion of an LLM reranker must have one label "
+                f"(its score row), this one has {weight.shape[0]}"
             )
-        head = weight[0].float()
-    return Loaded(kind, config, tokenizer, hf_model, head)
+        rows = weight[:1]
+    else:
+        weight = hf_model.get_output_embeddings().weight
+        bias = getattr(hf_model.get_output_embeddings(), "bias", None)
+        if bias is not None:
+            raise ModelLoadError(f"{name!r}: an output layer with a bias is not supported for {spec.name}")
+        head = spec.head
+        ids = [head.vocab_id] if head.kind == "vocab_id" else [_token_id(tokenizer, t, name, spec) for t in head.tokens]
+        rows = weight[ids]
+    if kind in (QWEN_CAUSAL, QWEN_SEQ_CLS):
+        direction = rows[0].float() - rows[1].float() if rows.shape[0] == 2 else rows[0].float()
+        return Loaded(kind, config, tokenizer, hf_model, direction, spec)
+    return Loaded(kind, config, tokenizer, hf_model, rows.detach(), spec)
 
 
-def _token_id(tokenizer, token: str, model: str) -> int:
+def _token_id(tokenizer, token: str, model: str, family: families.Family) -> int:
+    """The id the card reads (``tokenizer(token, add_special_tokens=False)["input_ids"][0]``), if it is one token."""
     ids = tokenizer(token, add_special_tokens=False)["input_ids"]
-    tid = tokenizer.convert_tokens_to_ids(token)
-    if tid is None or tid == tokenizer.unk_token_id or ids != [tid]:
-        raise ModelLoadError(f"the tokenizer of {model!r} has no single token {token!r}; is it a Qwen3-Reranker?")
-    return tid
+    if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
+        raise ModelLoadError(
+            f"the tokenizer of {model!r} has no single token {token!r}; is it a {family.title} checkpoint?"
+        )
+    return ids[0]

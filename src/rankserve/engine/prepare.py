@@ -9,7 +9,8 @@ Two builders, one per model family:
   with the model's own tokenizer.
 
 Tokenization is batched (one call for all documents) and runs on whatever thread calls
-``prepare`` so the HTTP server can keep it off the GPU worker.
+``prepare`` so the HTTP server can keep it off the GPU worker. This module needs a tokenizer
+but no torch: a front end without a GPU (or without torch) can prepare requests.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ class QwenPairBuilder:
                 fitted = fit(ids, budget, request.truncation, tail)
                 truncated[index] = fitted.truncated or query_cut
                 for window, win_ids in enumerate(fitted.windows):
-                    new.append(Pair(prepared, index, window, prefix, win_ids + self.suffix_ids))
+                    new.append(Pair(index, window, prefix, win_ids + self.suffix_ids))
             prepared.pairs.extend(new)
             if on_pairs:
                 on_pairs(new)
@@ -223,7 +224,6 @@ class CrossEncoderPairBuilder:
         for k, (index, window, _) in enumerate(texts):
             prepared.pairs.append(
                 Pair(
-                    prepared,
                     index,
                     window,
                     (),

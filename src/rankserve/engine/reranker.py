@@ -3,23 +3,31 @@
 The engine has no web imports. The HTTP server's batcher drives it through the finer
 ``prepare`` / ``score_pairs`` split (see ``docs/CONTRACT.md``): preparing tokenizes a
 request into pairs, and ``score_pairs`` scores any mix of pairs from many requests in
-length-sorted micro-batches of at most ``max_batch_tokens`` tokens.
+length-sorted micro-batches of at most ``max_batch_tokens`` tokens and returns their scores
+(values in, values out: nothing is written into the pairs).
+
+A reranker owns its device: on CUDA every entry point (warm-up, graph recording, scoring)
+runs under that device's guard, because CUDA graphs synchronise and Triton kernels launch on
+the *current* device, which need not be ours when several engines share a process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
 from rankserve.defaults import QUANTIZATIONS
-from rankserve.engine import attention, loader
+from rankserve.engine import attention, families, loader
+from rankserve.engine.causal import CausalLMScorer
 from rankserve.engine.graphs import CudaGraphs
 from rankserve.engine.packing import pack, plan_batches
 from rankserve.engine.prepare import CrossEncoderPairBuilder, QwenPairBuilder, validate
 from rankserve.engine.qwen3 import Qwen3Scorer
+from rankserve.engine.templates import BUILDERS
 from rankserve.engine.types import (
     DEFAULT_TRUNCATION,
     DocScore,
@@ -73,8 +81,8 @@ def check_quantize(quantize: str | None, kind: str, device: torch.device, dtype:
         return None
     if quantize not in QUANTIZATIONS:
         raise ModelLoadError(f"unknown quantization {quantize!r}: use one of {', '.join(QUANTIZATIONS)}")
-    if kind == loader.CROSS_ENCODER:
-        raise ModelLoadError("fp8 quantization supports Qwen3 rerankers only, not encoder cross-encoders")
+    if kind not in (loader.QWEN_CAUSAL, loader.QWEN_SEQ_CLS):
+        raise ModelLoadError("fp8 quantization supports Qwen3 rerankers only (the packed engine), not this model")
     if device.type == "cuda":
         if torch.cuda.get_device_capability(device) < (8, 9):
             name = torch.cuda.get_device_name(device)
@@ -126,6 +134,7 @@ class Reranker:
         self.model_name = model_name
         self.quantize = quantize
         self.kind = loaded.kind
+        self.family: families.Family = loaded.family
         self.config = loaded.config
         self.tokenizer = loaded.tokenizer
         self.device = device
@@ -138,13 +147,24 @@ class Reranker:
         self._graphs_tried = False
         # Overlap tokenization with the GPU (see score_requests); pointless where the forward pass blocks.
         self.stream_prepare = device.type == "cuda"
-        if self.kind == loader.CROSS_ENCODER:
+        self.causal: CausalLMScorer | None = None
+        if self.family.template in BUILDERS:
+            self.builder = BUILDERS[self.family.template](self.family, self.tokenizer, max_length)
+        elif self.kind == loader.CROSS_ENCODER:
             self.builder = CrossEncoderPairBuilder(self.tokenizer, max_length)
+        else:
+            self.builder = QwenPairBuilder(self.tokenizer, max_length)
+        if self.kind == loader.CROSS_ENCODER:
             self.hf_model = loaded.model
             self.scorer = None
             self.num_labels = int(self.config.num_labels)
+        elif self.kind in (loader.CAUSAL_LM, loader.LM_SEQ_CLS):
+            self.hf_model = loaded.model
+            self.scorer = None
+            pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+            self.causal = CausalLMScorer(loaded.model, loaded.head, pad_id)
+            self.prefix_reuse = False  # every pair carries its whole prompt through this forward
         else:
-            self.builder = QwenPairBuilder(self.tokenizer, max_length)
             base = loaded.model.model  # drop lm_head / score: only the yes-no direction is kept
             self.scorer = Qwen3Scorer(base, loaded.head, compile=compile, quantize=quantize).to(device)
             attention.check_device(device)
@@ -165,8 +185,12 @@ class Reranker:
         compile: bool | str = "auto",
         quantize: str | None = None,
         cuda_graphs: bool = True,
+        family: str | None = None,
     ) -> Reranker:
         """Load a Hugging Face id or local directory (see :mod:`rankserve.engine.loader`).
+
+        ``family``: the reranker family's recipe (:data:`rankserve.engine.families.FAMILIES`), for a
+        fine-tune whose name does not say it; recognised from ``config.json`` and the name otherwise.
 
         ``quantize="fp8"``: FP8 (e4m3) projection weights and activations with per-channel /
         per-token scales, for Hopper-class GPUs (compute capability 8.9+). Faster matrix products,
@@ -185,7 +209,7 @@ class Reranker:
         dt = loader.resolve_dtype(dtype, dev)
         use_compile = dev.type == "cuda" if compile == "auto" else compile in (True, "on", "true", "yes", "1")
         check_quantize(quantize, loader.QWEN_CAUSAL, dev, dt)  # before a possibly long download
-        loaded = loader.load(str(model), dev, dt)
+        loaded = loader.load(str(model), dev, dt, family)
         reranker = cls._build(
             str(model), loaded, max_length, max_batch_tokens, prefix_reuse, use_compile, quantize, cuda_graphs
         )
@@ -207,12 +231,13 @@ class Reranker:
         compile: bool = False,
         quantize: str | None = None,
         cuda_graphs: bool = True,
+        family: str | None = None,
     ) -> Reranker:
         """Wrap a model already in memory (e.g. random weights of a real architecture, for benchmarks).
 
         Nothing is compiled or recorded until :meth:`warmup` (or the first requests) runs.
         """
-        loaded = loader.inspect_model(hf_model, tokenizer, name)
+        loaded = loader.inspect_model(hf_model, tokenizer, name, family)
         return cls._build(name, loaded, max_length, max_batch_tokens, prefix_reuse, compile, quantize, cuda_graphs)
 
     @classmethod
@@ -228,15 +253,25 @@ class Reranker:
         budget = int(max_batch_tokens or default_batch_tokens(dev))
         reranker = cls(name, loaded, dev, dt, max_length, budget, prefix_reuse, compile, quantize, cuda_graphs)
         log.info(
-            "loaded %s (%s) on %s, %s%s, max_length=%d",
+            "loaded %s (%s, family %s) on %s, %s%s, max_length=%d",
             name,
             loaded.kind,
+            loaded.family.name,
             dev,
             str(dt).removeprefix("torch."),
             ", fp8 projections" if reranker.quantize else "",
             max_length,
         )
         return reranker
+
+    @contextlib.contextmanager
+    def on_device(self) -> Iterator[None]:
+        """Make this engine's GPU the current CUDA device for the block (nothing to do on the CPU)."""
+        if self.device.type == "cuda" and self.device.index is not None:
+            with torch.cuda.device(self.device):
+                yield
+        else:
+            yield
 
     def warmup(self) -> None:
         """Score a few tiny requests so compilation happens now, not on a user's first request.
@@ -249,6 +284,10 @@ class Reranker:
         """
         if self.scorer is None:
             return
+        with self.on_device():
+            self._warmup()
+
+    def _warmup(self) -> None:
         try:
             for query, docs in WARMUP_REQUESTS:
                 self.score(query, docs)
@@ -261,8 +300,15 @@ class Reranker:
         if self.cuda_graphs and not self._graphs_tried and self._graphs_run_here():
             self._graphs_tried = True  # once: a second warm-up does not record again
             graphs = CudaGraphs(self.scorer, self.device, self.prefix_reuse)
-            graphs.record(self.max_batch_tokens, len(self.builder.system_ids) + 24)  # keeps what it could record
+            graphs.record(self.max_batch_tokens, self._typical_prefix() + 24)  # keeps what it could record
             self.graphs = graphs if graphs.graphs else None
+
+    def _typical_prefix(self) -> int:
+        """The fixed part of a request's prefix (Qwen3-Reranker: its system prompt), for graph shapes."""
+        system = getattr(self.builder, "system_ids", None)
+        if system is not None:
+            return len(system)
+        return len(self.builder.prepare(ScoreRequest("q", ["d"])).pairs[0].prefix)
 
     def graphs_status(self) -> str:
         """One line for the start-up log: whether small batches replay CUDA graphs, and why not."""
@@ -288,15 +334,24 @@ class Reranker:
         return self.builder.prepare(request)
 
     # ---- scoring ---------------------------------------------------------------------------
-    def score_pairs(self, pairs: Sequence[Pair]) -> None:
-        """Score pairs (from any requests) in place, in micro-batches of ``max_batch_tokens``."""
-        self._collect(self._launch(pairs))
+    def score_pairs(self, pairs: Sequence[Pair]) -> list[float]:
+        """Scores of pairs (from any requests): ``result[i]`` for ``pairs[i]``.
 
-    def _launch(self, pairs: Sequence[Pair]) -> list[tuple[list[Pair], torch.Tensor]]:
-        """Queue the forward passes; on a GPU they run while the caller goes on (see :meth:`_collect`)."""
+        Pairs run in micro-batches of at most ``max_batch_tokens``; nothing is written into them.
+        """
+        with self.on_device():
+            return self._collect(self._launch(pairs), len(pairs))
+
+    def _launch(self, pairs: Sequence[Pair], first: int = 0) -> list[tuple[list[int], torch.Tensor]]:
+        """Queue the forward passes; on a GPU they run while the caller goes on (see :meth:`_collect`).
+
+        Each launched pass comes with the positions of its pairs (``first`` + index in ``pairs``).
+        """
+        position = {id(pair): first + i for i, pair in enumerate(pairs)}
         launched = []
         for batch in plan_batches(pairs, self.max_batch_tokens, self.prefix_reuse):
-            launched.extend(self._launch_batch(batch))
+            for part, probs in self._launch_batch(batch):
+                launched.append(([position[id(p)] for p in part], probs))
         return launched
 
     def _launch_batch(self, batch: list[Pair]) -> list[tuple[list[Pair], torch.Tensor]]:
@@ -314,21 +369,34 @@ class Reranker:
             return self._launch_batch(batch[:half]) + self._launch_batch(batch[half:])
 
     @staticmethod
-    def _collect(launched: list[tuple[list[Pair], torch.Tensor]]) -> None:
-        """Wait for the queued passes and store each pair's score."""
-        for batch, probs in launched:
-            for pair, value in zip(batch, probs.tolist()):
-                pair.score = value
+    def _collect(launched: list[tuple[list[int], torch.Tensor]], count: int) -> list[float]:
+        """Wait for the queued passes; one score per position."""
+        scores: list[float] = [float("nan")] * count
+        for positions, probs in launched:
+            for position, value in zip(positions, probs.tolist()):
+                scores[position] = value
+        return scores
+
+    def describe_scores(self) -> dict:
+        """What this model's scores mean: family, probability or raw logit, formula (for ``/v1/models``)."""
+        return self.family.describe(classifier=self.kind in (loader.QWEN_SEQ_CLS, loader.LM_SEQ_CLS))
 
     @torch.inference_mode()
     def _forward(self, batch: list[Pair]) -> torch.Tensor:
-        """Probabilities in [0, 1] for one micro-batch."""
+        """Raw scores (the head's logits, before the family's activation) for one micro-batch."""
         if self.scorer is not None:
             graph = self.graphs.find(batch) if self.graphs else None
             if graph is not None:
-                return torch.sigmoid(self.graphs.run(graph, batch))
-            return torch.sigmoid(self.scorer(pack(batch, self.device, self.prefix_reuse)))
-        return self._forward_encoder(batch)
+                raw = self.graphs.run(graph, batch)
+            else:
+                raw = self.scorer(pack(batch, self.device, self.prefix_reuse))
+        elif self.causal is not None:
+            raw = self.causal(batch)
+        else:
+            return self._forward_encoder(batch)
+        if self.family.round_bf16:  # as the card returns it (ctxl: ``.to(torch.bfloat16).float()``)
+            raw = raw.to(torch.bfloat16).float()
+        return raw
 
     def _forward_encoder(self, batch: list[Pair]) -> torch.Tensor:
         width = max(len(p.tokens) for p in batch)
@@ -347,8 +415,9 @@ class Reranker:
             inputs["token_type_ids"] = types.to(self.device)
         logits = self.hf_model(**inputs).logits.float()
         if self.num_labels == 1:
-            return torch.sigmoid(logits[:, 0])
-        return torch.softmax(logits, dim=-1)[:, -1]
+            return logits[:, 0]
+        # the last class against the rest: its sigmoid is softmax(logits)[-1]
+        return logits[:, -1] - torch.logsumexp(logits[:, :-1], dim=-1)
 
     # ---- convenience -------------------------------------------------------------------------
     def score_requests(self, requests: Sequence[ScoreRequest]) -> list[list[DocScore]]:
@@ -361,24 +430,31 @@ class Reranker:
         """
         if not self.stream_prepare or self.scorer is None:
             prepared = [self.prepare(r) for r in requests]
-            self.score_pairs([pair for p in prepared for pair in p.pairs])
-            return [p.results() for p in prepared]
-        launched: list[tuple[list[Pair], torch.Tensor]] = []
+            scores = self.score_pairs([pair for p in prepared for pair in p.pairs])
+            return _fold(prepared, scores)
+        with self.on_device():
+            return self._score_streamed(requests)
+
+    def _score_streamed(self, requests: Sequence[ScoreRequest]) -> list[list[DocScore]]:
+        launched: list[tuple[list[int], torch.Tensor]] = []
         ready: list[Pair] = []
+        total = 0  # pairs handed over so far (positions in the concatenation of every request's pairs)
 
         def on_pairs(pairs: list[Pair]) -> None:
+            nonlocal total
             ready.extend(pairs)
             # the first slice goes at once (the GPU idles until then); later ones in bigger passes
             if not launched or sum(p.num_tokens for p in ready) >= min(STREAM_TOKENS, self.max_batch_tokens):
-                launched.extend(self._launch(ready))
+                launched.extend(self._launch(ready, total))
+                total += len(ready)
                 ready.clear()
 
         for r in requests:  # reject a bad request before any forward pass is queued
             validate(r)
         prepared = [self.builder.prepare(r, on_pairs=on_pairs) for r in requests]
-        launched.extend(self._launch(ready))
-        self._collect(launched)
-        return [p.results() for p in prepared]
+        launched.extend(self._launch(ready, total))
+        total += len(ready)
+        return _fold(prepared, self._collect(launched, total))
 
     def score(
         self,
@@ -402,3 +478,12 @@ class Reranker:
         if top_n is not None and top_n < 1:
             raise InvalidInputError(f"top_n must be at least 1, got {top_n}")
         return sort_by_score(self.score(query, documents, instruction, truncation), top_n)
+
+
+def _fold(prepared: Sequence[PreparedRequest], scores: Sequence[float]) -> list[list[DocScore]]:
+    """Split the scores of every request's pairs (concatenated in request order) into per-request results."""
+    out, start = [], 0
+    for p in prepared:
+        out.append(p.results(scores[start : start + len(p.pairs)]))
+        start += len(p.pairs)
+    return out

@@ -1,9 +1,14 @@
 """Plain data passed between the prompt builder, the engine and the batcher.
 
 The split matters for batching: a request is *prepared* once (validated and tokenized),
-which turns it into independent :class:`Pair` objects. Pairs from many requests can then be
-packed into one model batch; each pair points back at its request so the request can be
-answered as soon as its own pairs are scored.
+which turns it into independent :class:`Pair` values. Pairs from many requests can then be
+packed into one model batch. The engine's contract is value-typed: a list of pairs in, a list
+of scores (same order) out. Nothing is written into the pairs and no pair knows its request,
+so every object here pickles and can cross a process boundary (a replica in another process
+or on another host); whoever batched the pairs keeps track of which scores are whose.
+
+This module (like :mod:`rankserve.engine.prepare`) imports no torch, so a CPU-only front end
+can validate and tokenize.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rankserve.engine.families import SIGMOID, Activation
 from rankserve.truncation import DEFAULT_TRUNCATION, TRUNCATION_POLICIES
 
 __all__ = [
@@ -35,6 +41,7 @@ class ScoreRequest:
     # A caller's own cap on each (query, document) prompt, in tokens; the engine's max_length
     # still applies when it is smaller. None: the engine's max_length alone.
     max_length: int | None = None
+    raw_scores: bool = False  # the head's raw value (a logit) instead of the family's served score
 
 
 @dataclass(frozen=True)
@@ -61,15 +68,14 @@ class Pair:
     For Qwen3 rerankers ``prefix`` holds system prompt + instruction + query and ``tokens``
     holds the document (or one window of it) plus the assistant suffix; the engine computes
     each distinct prefix once per batch. Encoder cross-encoders use an empty prefix.
+    A plain value: it holds no score and no link to its request.
     """
 
-    owner: PreparedRequest
     doc_index: int
     window: int
     prefix: tuple[int, ...]
     tokens: list[int]
     token_type_ids: list[int] | None = None
-    score: float | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -86,34 +92,36 @@ class PreparedRequest:
     # document index -> index of its first identical copy; duplicates get no pairs of their own,
     # so identical documents always get identical scores (and tie, ranked by input order)
     same_as: dict[int, int] = field(default_factory=dict)
+    # how the engine's raw pair scores become served ones (the model family's, see engine.families)
+    activation: Activation = SIGMOID
 
     @property
     def num_tokens(self) -> int:
         return sum(p.num_tokens for p in self.pairs)
 
-    @property
-    def done(self) -> bool:
-        return all(p.score is not None for p in self.pairs)
+    def results(self, scores: Sequence[float | None]) -> list[DocScore]:
+        """Fold raw pair scores (``scores[i]`` belongs to ``pairs[i]``) into one :class:`DocScore` per document.
 
-    def results(self) -> list[DocScore]:
-        """Fold pair scores into one :class:`DocScore` per document, in input order.
-
-        In ``chunks`` mode a document has several windows; its score is the best window's.
+        Input order. In ``chunks`` mode a document has several windows; its score is the best window's
+        (activations are increasing, so the best raw window is the best served one). The family's
+        activation is applied unless the request asked for raw scores.
         """
-        by_doc: dict[int, list[Pair]] = {}
-        for pair in self.pairs:
-            if pair.score is None:
-                raise RuntimeError("results() called before every pair was scored")
-            by_doc.setdefault(pair.doc_index, []).append(pair)
+        if len(scores) != len(self.pairs) or any(s is None for s in scores):
+            raise RuntimeError("results() called before every pair was scored")
+        by_doc: dict[int, list[tuple[Pair, float]]] = {}
+        for pair, score in zip(self.pairs, scores):
+            by_doc.setdefault(pair.doc_index, []).append((pair, float(score)))  # type: ignore[arg-type]
         out = []
         for index in range(len(self.request.documents)):
             windows = by_doc[self.same_as.get(index, index)]
-            best = max(windows, key=lambda p: p.score)
+            best, best_score = max(windows, key=lambda ps: ps[1])
+            if not self.request.raw_scores:
+                best_score = self.activation(best_score)
             out.append(
                 DocScore(
                     index=index,
-                    score=float(best.score),
-                    prompt_tokens=sum(p.num_tokens for p in windows),
+                    score=best_score,
+                    prompt_tokens=sum(p.num_tokens for p, _ in windows),
                     truncated=self.truncated[index],
                     window=best.window if len(windows) > 1 else None,
                     windows=len(windows),

@@ -40,6 +40,11 @@ def _need(*modules: str, feature: str) -> None:
         _fail(str(exc))
 
 
+def _unescape(prompt: str | None) -> str | None:
+    """Shells make a literal newline awkward to type; Qwen3-Embedding's prompt needs one."""
+    return None if prompt is None else prompt.replace("\\n", "\n")
+
+
 def _progress(enabled: bool):
     from tqdm import tqdm
 
@@ -133,6 +138,19 @@ def index_cmd(
     dense_model: str | None = typer.Option(
         None, "--dense-model", help="sentence-transformers model for --dense (default all-MiniLM-L6-v2)."
     ),
+    query_prompt: str | None = typer.Option(
+        None,
+        "--query-prompt",
+        help="Prepend this to queries instead of the model's own query prompt ('' for none; \\n = newline).",
+    ),
+    document_prompt: str | None = typer.Option(
+        None,
+        "--document-prompt",
+        help="Prepend this to documents instead of the model's own document prompt ('' for none; \\n = newline).",
+    ),
+    vector_index: str = typer.Option(
+        "auto", "--vector-index", help="auto | exact | flat | ivf (auto: exact numpy below 200k passages, else IVF)."
+    ),
 ) -> None:
     """Chunk documents (source file and position kept) and build a BM25 (+ optional dense) index."""
     from rankserve.pipeline.index import build_index
@@ -142,14 +160,33 @@ def index_cmd(
     if overlap >= chunk_size:
         _fail(f"--overlap ({overlap}) must be smaller than --chunk-size ({chunk_size})")
     embed_with = (dense_model or DEFAULT_DENSE_MODEL) if dense or dense_model else None
+    if embed_with is None and (query_prompt is not None or document_prompt is not None or vector_index != "auto"):
+        _fail("--query-prompt, --document-prompt and --vector-index apply to embeddings: add --dense or --dense-model")
     try:
-        meta = build_index(path, out, chunk_size, overlap, embed_with)
+        meta = build_index(
+            path,
+            out,
+            chunk_size,
+            overlap,
+            embed_with,
+            _unescape(query_prompt),
+            _unescape(document_prompt),
+            vector_index,
+        )
     except (ValueError, FileNotFoundError, ImportError) as exc:
         _fail(str(exc))
     errors = [f for f in meta["files"] if "error" in f]
     for f in errors:
         console.print(f"[yellow]skipped[/] {escape(f['source'])}: {escape(f['error'])}")
     console.print(f"indexed {meta['chunks']} passages from {len(meta['files']) - len(errors)} files into {out}")
+    if "dense_prompts" in meta:
+        p = meta["dense_prompts"]
+        console.print(
+            f"embeddings: prompts from {p['source']} (query {p['query']!r}, document {p['document']!r}); "
+            f"vector index {meta['vector_index']['kind']}",
+            highlight=False,
+            markup=False,
+        )
 
 
 def search_cmd(
@@ -164,6 +201,9 @@ def search_cmd(
     instruction: str | None = typer.Option(None, "--instruction", help="Reranker instruction."),
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds before falling back to first-stage order."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    vector_index: str | None = typer.Option(
+        None, "--vector-index", help="Override the index's vector search: exact | flat | ivf."
+    ),
 ) -> None:
     """Find the passages that answer a question: first stage top-k, reranked, best top-n."""
     from rankserve.client import RerankClient
@@ -177,7 +217,7 @@ def search_cmd(
     if server:
         reranker = RerankClient(server, api_key=api_key, timeout=timeout)
     try:
-        hits = search(load_index(index), question, top_k, top_n, reranker, instruction, first_stage)
+        hits = search(load_index(index, vector_index), question, top_k, top_n, reranker, instruction, first_stage)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         _fail(str(exc))
     if as_json:

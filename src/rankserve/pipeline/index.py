@@ -11,6 +11,10 @@ Index layout (a directory)::
     chunks.jsonl   one chunk per line: id, source, page, start, end, text
     bm25/          the bm25s index (terms from rankserve.pipeline.text.tokenize)
     dense.npy      optional: normalised embeddings for the dense / hybrid first stage
+    dense.faiss    optional: a FAISS index over dense.npy for large corpora (see pipeline.vectors)
+
+meta.json records the embedding model, the exact query and document prompts the documents were
+encoded with (search must prepend the same query prompt), and which vector index was built.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from rankserve.pipeline.retrieval import BM25Retriever, DenseRetriever
+from rankserve.pipeline.vectors import choose_kind
 
 INDEX_VERSION = 1
 SUPPORTED_SUFFIXES = {".txt": "text", ".md": "text", ".markdown": "text", ".html": "html", ".htm": "html"}
@@ -175,8 +180,14 @@ def build_index(
     chunk_size: int = 1000,
     overlap: int = 200,
     dense_model: str | None = None,
+    query_prompt: str | None = None,
+    document_prompt: str | None = None,
+    vector_index: str = "auto",
 ) -> dict:
-    """Read, chunk and index everything under ``root`` into directory ``out``; returns meta."""
+    """Read, chunk and index everything under ``root`` into directory ``out``; returns meta.
+
+    ``query_prompt`` / ``document_prompt`` override the embedding model's own prompts (``""``:
+    none); ``vector_index`` is ``auto``, ``exact``, ``flat`` or ``ivf`` (pipeline.vectors)."""
     root, out = Path(root), Path(out)
     if not root.exists():
         raise FileNotFoundError(f"no such file or directory: {root}")
@@ -198,15 +209,26 @@ def build_index(
         files.append({"source": source, "chunks": len(chunks) - before})
     if not chunks:
         raise ValueError(f"no text found under {root} (supported: {', '.join(sorted(SUPPORTED_SUFFIXES))})")
+    if dense_model is not None:
+        choose_kind(vector_index, len(chunks))  # a bad or unavailable choice fails before any embedding
     out.mkdir(parents=True, exist_ok=True)
     with (out / "chunks.jsonl").open("w", encoding="utf-8") as fh:
         for chunk in chunks:
             fh.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
     texts = [c.text for c in chunks]
     BM25Retriever(texts).save(out / "bm25")
+    dense_meta: dict = {}
     if dense_model is not None:
-        dense = DenseRetriever(texts, model=dense_model, show_progress=True)
+        dense = DenseRetriever(
+            texts,
+            model=dense_model,
+            show_progress=True,
+            query_prompt=query_prompt,
+            document_prompt=document_prompt,
+            vector_index=vector_index,
+        )
         np.save(out / "dense.npy", dense.embeddings)  # meta keeps the name: resolved again at load
+        dense_meta = {"dense_prompts": dense.prompts.to_meta(), "vector_index": dense.vectors.save(out)}
     meta = {
         "version": INDEX_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -216,6 +238,7 @@ def build_index(
         "chunks": len(chunks),
         "files": files,
         "dense_model": dense_model,
+        **dense_meta,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return meta

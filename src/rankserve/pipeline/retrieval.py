@@ -17,7 +17,9 @@ from typing import Protocol
 import numpy as np
 
 from rankserve.extras import require
+from rankserve.pipeline.embed_prompts import EmbeddingPrompts, resolve_prompts
 from rankserve.pipeline.text import tokenize
+from rankserve.pipeline.vectors import VectorIndex
 
 Hit = tuple[int, float]
 
@@ -113,11 +115,12 @@ def resolve_dense_model(name: str | None) -> str:
 
 
 class DenseRetriever:
-    """Cosine similarity of sentence-transformers embeddings, exact search in numpy.
+    """Cosine similarity of sentence-transformers embeddings; queries and documents each get the
+    model's own prompt (:mod:`rankserve.pipeline.embed_prompts`).
 
-    Exact search over normalised float32 vectors is fast enough for the corpora people
-    evaluate rerankers on (1M x 384 dims is 1.5 GB and one matrix product per query); an ANN
-    index would add a dependency and approximation error to a number we want to trust."""
+    Top-k goes through a :class:`~rankserve.pipeline.vectors.VectorIndex`: exact numpy for the
+    corpora people evaluate rerankers on, FAISS IVF beyond (see that module for the thresholds).
+    A candidate pool is always scored exactly from the embeddings."""
 
     name = "dense"
 
@@ -129,36 +132,72 @@ class DenseRetriever:
         batch_size: int = 64,
         embeddings: np.ndarray | None = None,
         show_progress: bool = False,
+        prompts: EmbeddingPrompts | None = None,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
+        vector_index: VectorIndex | str = "auto",
     ) -> None:
+        """``prompts``: exactly these (an index stores them); otherwise resolved from the model,
+        its family and the ``query_prompt`` / ``document_prompt`` overrides."""
         SentenceTransformer = require("sentence_transformers", "the dense first stage").SentenceTransformer
         self.model_name = resolve_dense_model(model)
         local = Path(self.model_name).exists()
         if local:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.model = SentenceTransformer(self.model_name, device=device or "cpu")
+        if prompts is None:
+            prompts = resolve_prompts(
+                model or self.model_name,
+                dict(getattr(self.model, "prompts", None) or {}),
+                getattr(self.model, "default_prompt_name", None),
+                query_prompt,
+                document_prompt,
+            )
+        self.prompts = prompts
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.embeddings = embeddings
         if texts is not None:
-            self.embeddings = self.encode(texts)
+            self.embeddings = self.encode_documents(texts)
+        self._vectors = vector_index if isinstance(vector_index, VectorIndex) else None
+        self._vector_kind = vector_index if isinstance(vector_index, str) else vector_index.kind
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = self.model.encode(
-            list(texts),
+    def _encode(self, texts: Sequence[str], side: str) -> np.ndarray:
+        prompt = self.prompts.query if side == "query" else self.prompts.document
+        kwargs = dict(
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
-            show_progress_bar=self.show_progress,
+            show_progress_bar=self.show_progress and side == "document",
+            prompt=prompt,  # explicit, even when "": the model's default_prompt_name must not sneak in
         )
-        return np.asarray(vectors, dtype=np.float32)
+        # sentence-transformers >= 5 routes asymmetric (Router) models by side; older versions only take the prompt.
+        method = getattr(self.model, "encode_query" if side == "query" else "encode_document", self.model.encode)
+        return np.asarray(method(list(texts), **kwargs), dtype=np.float32)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, "document")
+
+    def encode_query(self, query: str) -> np.ndarray:
+        return self._encode([query], "query")[0]
+
+    @property
+    def vectors(self) -> VectorIndex:
+        if self.embeddings is None:
+            raise RuntimeError("DenseRetriever has no corpus embeddings yet")
+        if self._vectors is None:
+            self._vectors = VectorIndex(self.embeddings, self._vector_kind)
+        return self._vectors
 
     def scores(self, query: str) -> np.ndarray:
         if self.embeddings is None:
             raise RuntimeError("DenseRetriever has no corpus embeddings yet")
-        return self.embeddings @ self.encode([query])[0]
+        return self.embeddings @ self.encode_query(query)
 
     def search(self, query: str, k: int, candidates: Sequence[int] | None = None) -> list[Hit]:
-        return _top_k(self.scores(query), k, candidates)
+        if candidates is not None:
+            return _top_k(self.scores(query), k, candidates)
+        return self.vectors.search(self.encode_query(query), k)
 
 
 def rrf_fuse(rankings: Sequence[Sequence[Hit]], k: int = RRF_K, limit: int | None = None) -> list[Hit]:

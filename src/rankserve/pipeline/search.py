@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from rankserve.client import RerankClient
+from rankserve.pipeline.embed_prompts import EmbeddingPrompts
 from rankserve.pipeline.retrieval import BM25Retriever, DenseRetriever, HybridRetriever, Retriever
+from rankserve.pipeline.vectors import VectorIndex, choose_kind
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Index:
     chunks: list[dict[str, Any]]
     bm25: BM25Retriever
     dense_embeddings: np.ndarray | None = None
+    vector_index: str | None = None  # overrides the kind stored in meta (exact, flat, ivf)
     _dense: DenseRetriever | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -48,7 +51,17 @@ class Index:
         if self.dense_embeddings is None:
             raise ValueError(f"index {self.path} has no embeddings; rebuild it with --dense-model")
         if self._dense is None:  # loading the embedding model is slow: once per index
-            self._dense = DenseRetriever(model=self.meta.get("dense_model"), embeddings=self.dense_embeddings)
+            # The prompts the documents were embedded with; an index from before they were recorded used none.
+            prompts = EmbeddingPrompts.from_meta(self.meta.get("dense_prompts") or {})
+            vectors = VectorIndex.load(
+                self.path, self.dense_embeddings, self.meta.get("vector_index"), self.vector_index
+            )
+            self._dense = DenseRetriever(
+                model=self.meta.get("dense_model"),
+                embeddings=self.dense_embeddings,
+                prompts=prompts,
+                vector_index=vectors,
+            )
         if first_stage == "dense":
             return self._dense
         if first_stage == "hybrid":
@@ -56,8 +69,11 @@ class Index:
         raise ValueError(f"unknown first stage {first_stage!r}; use auto, bm25, dense or hybrid")
 
 
-def load_index(path: str | Path) -> Index:
-    """Open an index directory written by ``rankserve index``."""
+def load_index(path: str | Path, vector_index: str | None = None) -> Index:
+    """Open an index directory written by ``rankserve index``; ``vector_index`` forces a vector
+    search kind (``exact`` to check an approximate index against the truth)."""
+    if vector_index is not None:
+        choose_kind(vector_index, 0)  # unknown kinds and a missing faiss fail here, with one line
     path = Path(path)
     meta_path = path / "meta.json"
     if not meta_path.exists():
@@ -66,7 +82,7 @@ def load_index(path: str | Path) -> Index:
     with (path / "chunks.jsonl").open(encoding="utf-8") as fh:
         chunks = [json.loads(line) for line in fh if line.strip()]
     dense = np.load(path / "dense.npy") if (path / "dense.npy").exists() else None
-    return Index(path, meta, chunks, BM25Retriever.load(path / "bm25", size=len(chunks)), dense)
+    return Index(path, meta, chunks, BM25Retriever.load(path / "bm25", size=len(chunks)), dense, vector_index)
 
 
 @lru_cache(maxsize=4)

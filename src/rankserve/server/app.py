@@ -33,6 +33,7 @@ from rankserve.server.state import AppState
 
 if TYPE_CHECKING:
     from rankserve.engine import Reranker
+    from rankserve.server.backend import ScoringBackend
 
 log = logging.getLogger("rankserve.server")
 
@@ -49,6 +50,7 @@ def create_app(
     settings: ServerSettings | None = None,
     *,
     reranker: Reranker | None = None,
+    backend: ScoringBackend | None = None,
     mount_ui: bool = True,
     on_load_error: Callable[[BaseException], None] | None = None,
 ) -> FastAPI:
@@ -57,6 +59,8 @@ def create_app(
     ``reranker``: an already loaded engine (served at once); otherwise ``settings.model``
     loads in the background at startup and ``/health`` answers 503 "loading" meanwhile.
     ``on_load_error`` is called if that load fails (the CLI uses it to exit non-zero).
+    ``backend``: score through this backend instead (Ray Serve replicas, see
+    :mod:`rankserve.scaleout`); the routes, schemas and errors are the same.
     ``mount_ui``: when ``rankserve.ui`` exists, call ``rankserve.ui.mount(app, settings=settings)``;
     a UI that handles the API key itself may append its path prefix to
     ``app.state.auth_exempt_prefixes``.
@@ -66,7 +70,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if reranker is not None:
+        if backend is not None:
+            await state.attach_backend(backend)
+        elif reranker is not None:
             await state.attach(reranker)
         else:
             state.start_loading(on_load_error)

@@ -93,9 +93,21 @@ def serve(
     quantize: str = typer.Option(
         "none", help="none, or fp8: FP8 matrix products on Hopper/Ada GPUs with bf16 (faster; scores shift slightly)."
     ),
+    family: str | None = typer.Option(
+        None, help="Reranker family recipe for a fine-tune whose name does not say it (see README: Supported models)."
+    ),
     cuda_graphs: bool = typer.Option(
         True, help="Replay small batches as CUDA graphs recorded at load (Hopper GPUs; sizes where it is faster)."
     ),
+    replicas: str | None = typer.Option(
+        None, help="Scale out on Ray Serve: N scoring replicas, or auto (one per GPU). Needs rankserve[ray]."
+    ),
+    ray_address: str | None = typer.Option(
+        None, help="Join this Ray cluster (auto, or ray://host:10001) instead of starting a local one."
+    ),
+    min_replicas: int | None = typer.Option(None, min=0, help="Autoscale on Ray Serve: fewest scoring replicas."),
+    max_replicas: int | None = typer.Option(None, min=1, help="Autoscale on Ray Serve: most scoring replicas."),
+    replica_cpus: float = typer.Option(0.5, min=0.01, help="CPUs Ray reserves per scoring replica."),
 ) -> None:
     """Serve the reranking HTTP API (simple, Jina/Cohere and vLLM formats)."""
     from rankserve.server.logsetup import setup_logging
@@ -126,6 +138,7 @@ def serve(
         compile=compile,
         quantize=quantize,
         cuda_graphs=cuda_graphs,
+        family=family,
     )
     if compile not in ("auto", "on", "off"):
         _fail(f"--compile must be auto, on or off, not {compile!r}", 2)
@@ -136,11 +149,47 @@ def serve(
         load_presets(presets)
     except PresetFileError as exc:
         _fail(str(exc), 2)
+    if replicas is not None or ray_address is not None or min_replicas is not None or max_replicas is not None:
+        _serve_on_ray(settings, replicas, ray_address, min_replicas, max_replicas, replica_cpus, ui)
+        return
     try:
         sock = bind(host, port)
     except BindError as exc:
         _fail(str(exc), 1)
     run(settings, sock, ui=ui)
+
+
+def _serve_on_ray(
+    settings: ServerSettings,
+    replicas: str | None,
+    ray_address: str | None,
+    min_replicas: int | None,
+    max_replicas: int | None,
+    replica_cpus: float,
+    ui: bool,
+) -> None:
+    """``--replicas`` and friends: the same app on Ray Serve (imported only here)."""
+    from rankserve.scaleout import RayMissingError, require_ray
+
+    if replicas is not None and replicas != "auto" and not (replicas.isdigit() and int(replicas) >= 1):
+        _fail(f"--replicas must be a positive number or auto, not {replicas!r}", 2)
+    if min_replicas is not None and max_replicas is not None and min_replicas > max_replicas:
+        _fail("--min-replicas cannot be larger than --max-replicas", 2)
+    try:
+        require_ray()
+    except RayMissingError as exc:
+        _fail(str(exc), 1)
+    from rankserve.scaleout.deploy import run as run_on_ray
+
+    run_on_ray(
+        settings,
+        replicas,
+        ray_address=ray_address,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        cpus_per_replica=replica_cpus,
+        mount_ui=ui,
+    )
 
 
 def run(settings: ServerSettings, sock: socket.socket, *, ui: bool = True) -> None:

@@ -13,15 +13,26 @@ from collections.abc import Sequence
 
 from fastapi import Request
 
-from rankserve.batcher import BatcherClosedError, NonFiniteScoreError, QueueFullError, Ticket
+from rankserve.batcher import NonFiniteScoreError, QueueFullError
 from rankserve.engine.types import DEFAULT_TRUNCATION, DocScore, ScoreRequest
-from rankserve.errors import EngineError, InvalidInputError
+from rankserve.errors import (
+    DeadlineExceededError,
+    EngineError,
+    InvalidInputError,
+    RequestTooLargeError,
+    UnavailableError,
+)
+from rankserve.server.backend import RequestStats
 from rankserve.server.errors import APIError
 from rankserve.server.presets import resolve_instruction
 from rankserve.server.schemas.common import is_blank
 from rankserve.server.state import AppState
 
 log = logging.getLogger("rankserve.server")
+
+
+CANCEL_WAIT_S = 2.0
+"""How long an answered-early request (timeout, disconnect) waits for its backend work to be cancelled."""
 
 
 class ClientDisconnected(Exception):
@@ -58,6 +69,7 @@ def build_request(
     preset: str | None,
     truncation: str | None,
     max_length: int | None = None,
+    raw_scores: bool = False,
 ) -> ScoreRequest:
     """The engine request; ``max_length`` is the caller's own cap on each pair's tokens (None: the server's)."""
     return ScoreRequest(
@@ -66,6 +78,7 @@ def build_request(
         instruction=resolve_instruction(state.presets, instruction, preset),
         truncation=truncation or DEFAULT_TRUNCATION,
         max_length=max_length,
+        raw_scores=raw_scores,
     )
 
 
@@ -113,34 +126,27 @@ async def _wait_for_disconnect(request: Request) -> None:
 
 
 async def score(request: Request, score_requests: Sequence[ScoreRequest]) -> list[list[DocScore]]:
-    """Score every ScoreRequest through the batcher; one DocScore list each, in input order.
+    """Score every ScoreRequest through the backend; one DocScore list each, in input order.
 
     Raises APIError for overload (503), timeout (504), non-finite scores and engine failures
-    (500), and ClientDisconnected when the client leaves first; in every case the request's
-    queued pairs are dropped from the batcher.
+    (500), and ClientDisconnected when the client leaves first; in every case the backend's
+    work for the request is cancelled (its queued pairs are dropped).
     """
     state = app_state(request)
-    batcher = state.require_batcher()
+    backend = state.require_backend()
     ctx = request.state
     ctx.docs = sum(len(r.documents) for r in score_requests)
+    stats = RequestStats()
     check_request_size(state, score_requests)
-    tickets: list[Ticket] = []
-
-    async def work() -> list[list[DocScore]]:
-        prepared = [await batcher.prepare(r) for r in score_requests]
-        ctx.tokens = sum(p.num_tokens for p in prepared)
-        _check_tokens(state, ctx.tokens)  # before anything is queued: a refused request costs no model time
-        for p in prepared:
-            tickets.append(batcher.submit(p))
-        return [await t.future for t in tickets]
-
     timeout = state.settings.request_timeout if state.settings.request_timeout > 0 else None
-    work_task = asyncio.create_task(work())
+    # the token ceiling is checked after tokenizing, before anything is queued: a refused request costs no model time
+    ceiling = max(0, state.settings.max_request_tokens)
+    work_task = asyncio.create_task(backend.score(score_requests, timeout, stats, max_tokens=ceiling))
     disconnect_task = asyncio.create_task(_wait_for_disconnect(request))
     try:
         done, _ = await asyncio.wait({work_task, disconnect_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if work_task in done:
-            return _unwrap(work_task, state, ctx)
+            return _unwrap(work_task, state, ctx, timeout)
         if disconnect_task in done:
             raise ClientDisconnected()
         raise APIError(504, f"request took longer than {timeout:g} s (--request-timeout)")
@@ -148,14 +154,18 @@ async def score(request: Request, score_requests: Sequence[ScoreRequest]) -> lis
         for task in (work_task, disconnect_task):
             if not task.done():
                 task.cancel()
-        for ticket in tickets:
-            batcher.cancel(ticket)
-        if tickets:
-            ctx.queue_ms = max(t.queue_ms for t in tickets)
-            ctx.compute_ms = max(t.compute_ms for t in tickets)
+        if not work_task.done():  # let the backend drop the request's queued work before we answer
+            await asyncio.wait({work_task}, timeout=CANCEL_WAIT_S)
+        ctx.tokens = stats.tokens
+        if stats.queue_ms is not None:
+            ctx.queue_ms = stats.queue_ms
+        if stats.compute_ms is not None:
+            ctx.compute_ms = stats.compute_ms
 
 
-def _unwrap(task: asyncio.Task[list[list[DocScore]]], state: AppState, ctx: object) -> list[list[DocScore]]:
+def _unwrap(
+    task: asyncio.Task[list[list[DocScore]]], state: AppState, ctx: object, timeout: float | None
+) -> list[list[DocScore]]:
     """The task's result, with batcher/engine failures turned into HTTP errors.
 
     Every failure becomes an :class:`APIError` here, inside the request path, so the JSON
@@ -165,10 +175,16 @@ def _unwrap(task: asyncio.Task[list[list[DocScore]]], state: AppState, ctx: obje
         results = task.result()
     except APIError:
         raise
+    except RequestTooLargeError as exc:
+        _check_tokens(state, exc.tokens)
+        raise APIError(413, str(exc), "request_too_large") from exc
     except QueueFullError as exc:
         raise APIError(503, str(exc), "server_busy", {"Retry-After": str(exc.retry_after)}) from exc
-    except BatcherClosedError as exc:
-        raise APIError(503, str(exc), "service_unavailable", {"Retry-After": "5"}) from exc
+    except UnavailableError as exc:  # shutting down, worker gone, no replica reachable
+        raise APIError(503, str(exc), "service_unavailable", {"Retry-After": str(exc.retry_after)}) from exc
+    except DeadlineExceededError as exc:
+        limit = f"{timeout:g} s" if timeout is not None else "its deadline"
+        raise APIError(504, f"request cannot finish within {limit} (--request-timeout): {exc}") from exc
     except NonFiniteScoreError as exc:
         log.error("request %s: %s", getattr(ctx, "request_id", "-"), exc)
         raise APIError(500, str(exc), "non_finite_score") from exc

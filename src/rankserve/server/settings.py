@@ -41,6 +41,7 @@ class ServerSettings:
     log_level: str = "info"
     prefix_reuse: bool = True
     compile: str = "auto"  # auto (CUDA only) | on | off: torch.compile the model's layers at load
+    family: str | None = None  # reranker family recipe (rankserve.engine.families); None: recognised
     quantize: str = "none"  # none | fp8: FP8 projections (Hopper/Ada GPUs)
     cuda_graphs: bool = True  # replay small batches as CUDA graphs where they run (Hopper GPUs)
 

@@ -1,8 +1,9 @@
 """Per-app runtime state: settings, presets, metrics, and the model once it has loaded.
 
 The model loads in the background (so ``/health`` can answer "loading" to Kubernetes probes
-instead of the port staying closed); every scoring route asks :meth:`AppState.require_batcher`,
-which answers 503 until the model is ready.
+instead of the port staying closed); every scoring route asks :meth:`AppState.require_backend`,
+which answers 503 until the model is ready. The backend is the local engine + batcher, or
+one given to ``create_app`` (Ray Serve replicas, see :mod:`rankserve.scaleout`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rankserve.batcher import Batcher
+from rankserve.server.backend import BackendHealth, LocalBackend, ScoringBackend
 from rankserve.server.errors import APIError
 from rankserve.server.metrics import Metrics
 from rankserve.server.settings import ServerSettings
@@ -36,21 +38,43 @@ class AppState:
         self.load_error: str | None = None  # why "failed"; /health shows it
         self.reranker: Reranker | None = None
         self.batcher: Batcher | None = None
+        self.backend: ScoringBackend | None = None
+        self._external = False  # a backend given from outside: its health is the app's
         self._load_task: asyncio.Task[None] | None = None
 
     @property
     def model_name(self) -> str:
         return self.settings.model_name
 
-    def require_batcher(self) -> Batcher:
-        """The batcher, or a 503 the client can retry while the model loads."""
+    def health(self) -> BackendHealth:
+        """The backend's health, or the loading state before there is one."""
+        if self._external and self.backend is not None:
+            return self.backend.health()
+        return BackendHealth(self.status, int(self.status == "ready"), 1, self.load_error)
+
+    def require_backend(self) -> ScoringBackend:
+        """The scoring backend, or a 503 the client can retry while the model loads."""
+        if self._external and self.backend is not None:
+            health = self.backend.health()
+            if health.status != "ready":
+                raise APIError(
+                    503,
+                    f"no replica is ready ({health.error or health.status}); retry shortly",
+                    "service_unavailable",
+                    {"Retry-After": "5"},
+                )
+            return self.backend
         if self.status == "failed":
             if self.batcher is None:
                 raise APIError(503, f"model failed to load: {self.load_error}", "model_load_failed")
             raise APIError(503, f"server is unhealthy: {self.load_error}; it needs a restart", "server_unhealthy")
-        if self.batcher is None:
+        if self.backend is None:
             raise APIError(503, "model is still loading; retry shortly", "model_loading", {"Retry-After": "5"})
-        return self.batcher
+        return self.backend
+
+    def render_metrics(self) -> bytes:
+        own = self.metrics.render()
+        return self.backend.render_metrics(own) if self.backend is not None else own
 
     def check_model(self, requested: str | None) -> None:
         """A request may name the model; a name we do not serve is a 404, as in vLLM/OpenAI."""
@@ -63,6 +87,13 @@ class AppState:
         )
 
     # -- lifecycle -------------------------------------------------------------------------
+    async def attach_backend(self, backend: ScoringBackend) -> None:
+        """Serve through a backend built elsewhere (its replicas load their own models)."""
+        self.backend, self._external = backend, True
+        await backend.start()
+        self.status = "ready"
+        self.metrics.model_loaded.set(1)
+
     async def attach(self, reranker: Reranker) -> None:
         """Make a loaded engine servable: start a batcher around it."""
         s = self.settings
@@ -74,8 +105,9 @@ class AppState:
             metrics=self.metrics,
             on_crash=self._batcher_crashed,
         )
-        await batcher.start()
-        self.reranker, self.batcher, self.status = reranker, batcher, "ready"
+        backend = LocalBackend(reranker, batcher)
+        await backend.start()
+        self.reranker, self.batcher, self.backend, self.status = reranker, batcher, backend, "ready"
         self.metrics.model_loaded.set(1)
         log.info(
             "Model ready: %s (%s) on %s, dtype %s, max length %s, max batch tokens %d",
@@ -110,6 +142,7 @@ class AppState:
                 compile=s.compile,
                 quantize=s.quantize,
                 cuda_graphs=s.cuda_graphs,
+                family=s.family,
             )
             if s.max_batch_tokens:
                 kwargs["max_batch_tokens"] = s.max_batch_tokens
@@ -126,10 +159,12 @@ class AppState:
                 on_error(exc)
 
     async def close(self) -> None:
+        """Called once HTTP has drained: let what is still queued finish, then stop."""
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
-        if self.batcher is not None:
-            await self.batcher.close()
+        if self.backend is not None:
+            timeout = self.settings.request_timeout if self.settings.request_timeout > 0 else None
+            await self.backend.close(drain=True, timeout=timeout)
 
 
 def _dtype_name(dtype: object) -> str:

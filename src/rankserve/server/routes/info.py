@@ -15,11 +15,13 @@ router = APIRouter(tags=["info"])
 @router.get("/health", summary="Readiness: 200 once the model is loaded, 503 while loading")
 async def health(request: Request) -> JSONResponse:
     state = scoring.app_state(request)
-    if state.status == "ready":
-        return JSONResponse({"status": "healthy", "model": state.model_name})
-    body = {"status": state.status, "model": state.model_name}
-    if state.load_error:
-        body["error"] = state.load_error
+    health = state.health()
+    body: dict = {"status": "healthy" if health.status == "ready" else health.status, "model": state.model_name}
+    if health.error and health.status != "ready":
+        body["error"] = health.error
+    body.update(health.details)  # replicated backends: {"replicas": {"ready": r, "total": n}, ...}
+    if health.status == "ready":
+        return JSONResponse(body)
     return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
 
@@ -32,7 +34,8 @@ def _model_card(request: Request) -> dict:
         "owned_by": "rankserve",
         "root": state.settings.model,
         "max_model_len": state.settings.max_length,
-        "ready": state.status == "ready",
+        "ready": state.health().status == "ready",
+        "scores": _scores(state),
     }
 
 
@@ -61,5 +64,11 @@ async def presets(request: Request) -> dict:
 
 @router.get("/metrics", summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
-    m = scoring.app_state(request).metrics
-    return Response(m.render(), media_type=m.content_type)
+    state = scoring.app_state(request)
+    return Response(state.render_metrics(), media_type=state.metrics.content_type)
+
+
+def _scores(state) -> dict | None:
+    """What the served scores mean (family, probability or raw logit, formula, licence); None before loading."""
+    describe = getattr(state.reranker, "describe_scores", None)
+    return describe() if describe else None

@@ -79,7 +79,9 @@ async def simple_rerank(request: Request, body: SimpleRerankRequest, warnings: l
     state = scoring.app_state(request)
     state.check_model(body.model)
     scoring.check_inputs(state, "query", "texts", [body.query], body.texts)
-    req = scoring.build_request(state, body.query, body.texts, body.instruction, body.preset, body.truncation)
+    req = scoring.build_request(
+        state, body.query, body.texts, body.instruction, body.preset, body.truncation, raw_scores=body.raw_scores
+    )
     [results] = await scoring.score(request, [req])
     scores = [r.score for r in results]
     response = SimpleRerankResponse(
@@ -111,7 +113,14 @@ async def _ranked(request: Request, body: RerankRequest) -> tuple[list[RerankRes
     texts = body.texts()
     scoring.check_inputs(state, "query", "documents", [body.query], texts)
     req = scoring.build_request(
-        state, body.query, texts, body.instruction, body.preset, body.truncation, _token_cap(body)
+        state,
+        body.query,
+        texts,
+        body.instruction,
+        body.preset,
+        body.truncation,
+        _token_cap(body),
+        raw_scores=body.raw_scores,
     )
     [results] = await scoring.score(request, [req])
     ranked = sort_by_score(results, body.top_n or None)  # top_n 0: every result, as vLLM reads it

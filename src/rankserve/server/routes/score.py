@@ -54,7 +54,14 @@ async def score(request: Request) -> ScoreResponse:
         groups.setdefault(query, []).append(i)
     requests = [
         scoring.build_request(
-            state, query, [pairs[i][1] for i in idx], body.instruction, body.preset, body.truncation, cap
+            state,
+            query,
+            [pairs[i][1] for i in idx],
+            body.instruction,
+            body.preset,
+            body.truncation,
+            cap,
+            raw_scores=body.raw_scores,
         )
         for query, idx in groups.items()
     ]

@@ -20,7 +20,7 @@ from rankserve.engine.types import sort_by_score
 from rankserve.errors import InvalidInputError
 from rankserve.server import scoring
 from rankserve.server.errors import APIError, validation_message
-from rankserve.server.schemas.tei import TEIError, TEIRank, TEIRerankRequest, logit
+from rankserve.server.schemas.tei import TEIError, TEIRank, TEIRerankRequest
 
 router = APIRouter(tags=["tei"])
 
@@ -90,7 +90,7 @@ async def _rerank(request: Request, body: TEIRerankRequest) -> list[dict[str, An
     scoring.check_inputs(state, "query", "texts", [body.query], body.texts)
     truncate = AUTO_TRUNCATE if body.truncate is None else body.truncate
     policy = "tail" if body.truncation_direction.lower() == "left" else "head"
-    req = scoring.build_request(state, body.query, body.texts, None, None, policy)
+    req = scoring.build_request(state, body.query, body.texts, None, None, policy, raw_scores=body.raw_scores)
     [results] = await scoring.score(request, [req])
     if not truncate:
         cut = [r.index for r in results if r.truncated]
@@ -102,7 +102,7 @@ async def _rerank(request: Request, body: TEIRerankRequest) -> list[dict[str, An
             )
     out = []
     for r in sort_by_score(results):
-        rank = TEIRank(index=r.index, score=logit(r.score) if body.raw_scores else r.score)
+        rank = TEIRank(index=r.index, score=r.score)  # the head's raw value when raw_scores is set
         if body.return_text:
             rank.text = body.texts[r.index]
         out.append(rank.model_dump(exclude_none=True))
@@ -131,7 +131,7 @@ async def info(request: Request) -> dict[str, Any]:
         "version": request.app.version,
         "sha": None,
         "docker_label": os.environ.get(DOCKER_LABEL_ENV) or None,
-        "ready": state.status == "ready",
+        "ready": state.health().status == "ready",
     }
 
 
@@ -146,7 +146,7 @@ def _labels(reranker: Any) -> dict[str, dict[str, Any]]:
 @router.get(f"{PREFIX}/health", summary="TEI's health check: 200 once the model is loaded, else 503")
 async def health(request: Request) -> Response:
     state = scoring.app_state(request)
-    if state.status == "ready":
+    if state.health().status == "ready":
         return Response(status_code=200)
-    body = TEIError(error=f"model is {state.status}", error_type="Unhealthy")
+    body = TEIError(error=f"model is {state.health().status}", error_type="Unhealthy")
     return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})

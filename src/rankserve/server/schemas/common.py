@@ -52,6 +52,10 @@ class InstructionFields(BaseModel):
         None,
         description="Over-long documents: head, head_tail (default) or chunks (score windows, take max).",
     )
+    raw_scores: bool = Field(
+        False,
+        description="Return the model head's raw value (a logit, see GET /v1/models) instead of the served score.",
+    )
 
 
 class Usage(BaseModel):

@@ -9,19 +9,11 @@ point at. Unknown fields (``model``, ``top_n`` sent by some clients) are ignored
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 TruncationDirection = Literal["Right", "Left", "right", "left"]
-
-FLOAT32_ONE_BELOW = 1.0 - 2.0**-24
-"""The largest float32 below 1: the engine's sigmoid runs in float32, so a probability of
-exactly 1.0 means "at least this"; its logit (about 16.6) is what ``raw_scores`` reports then."""
-
-FLOAT32_TINY = 2.0**-149
-"""The smallest positive float32 (a probability of exactly 0 reports this one's logit, about -103)."""
 
 
 class TEIRerankRequest(BaseModel):
@@ -29,7 +21,9 @@ class TEIRerankRequest(BaseModel):
 
     query: str
     texts: list[str]
-    raw_scores: bool = Field(False, description="Return the model's logit instead of the probability.")
+    raw_scores: bool = Field(
+        False, description="Return the model head's raw value (a logit) instead of the served score."
+    )
     return_text: bool = Field(False, description="Echo each text in its result.")
     truncate: bool | None = Field(
         None,
@@ -49,14 +43,3 @@ class TEIRank(BaseModel):
 class TEIError(BaseModel):
     error: str
     error_type: str
-
-
-def logit(probability: float) -> float:
-    """``log(p / (1 - p))``: the inverse of the sigmoid every engine path ends with.
-
-    For Qwen3 rerankers the engine's score is ``sigmoid(logit_yes - logit_no)`` (the yes/no
-    softmax), for single-label cross-encoders ``sigmoid(logit)``, so this recovers the model's
-    logit, to float32 precision (best for |logit| < 10; 1.0 and 0.0 are clamped, see above).
-    """
-    p = min(max(probability, FLOAT32_TINY), FLOAT32_ONE_BELOW)
-    return math.log(p) - math.log1p(-p)
