@@ -1,6 +1,8 @@
-"""The async batcher with the real tiny engine: shared batches, early answers, cancellation,
-queue limit, fair scheduling, shutdown, worker crash. Scores must equal the engine's own,
-however requests are batched."""
+"""The async batcher: shared batches, early answers, cancellation, queue limit, fair scheduling,
+shutdown, worker crash. Scores must equal the engine's own, however requests are batched.
+
+The first test runs the real tiny engine; the others run :class:`FakeEngine` (same contract, the
+engine's own validation, no model), whose batches take time in proportion to their tokens."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from rankserve.batcher import Batcher, BatcherClosedError, QueueFullError
 from rankserve.engine import ScoreRequest
 from rankserve.errors import InvalidInputError
 from rankserve.server.metrics import Metrics
+from tests.support.fake_engine import FakeEngine
 
 QUERY = "服务器CPU使用率持续100%怎么办"
 DOCS = [
@@ -25,6 +28,11 @@ DOCS = [
     "def merge(a, b): return sorted(a + b)",
 ]
 MEDIUM = "CPU usage stays at 100 percent because of a busy loop. " * 4
+
+
+@pytest.fixture
+def fake() -> FakeEngine:
+    return FakeEngine(seconds_per_token=5e-5)  # a 400-token batch takes 20 ms
 
 
 def sample(metrics: Metrics, name: str) -> float:
@@ -47,6 +55,7 @@ async def make(engine, **kw) -> tuple[Batcher, Metrics]:
 
 
 async def test_requests_share_one_batch(tiny_reranker):
+    """With the real engine: three requests, one model call, each answer equal to the engine's own."""
     batcher, metrics = await make(tiny_reranker)
     requests = [ScoreRequest(QUERY, DOCS), ScoreRequest("merge sorted lists", DOCS[2:]), ScoreRequest("q", DOCS[:1])]
     prepared = [await batcher.prepare(r) for r in requests]
@@ -60,21 +69,21 @@ async def test_requests_share_one_batch(tiny_reranker):
     await batcher.close()
 
 
-async def test_each_request_answered_when_its_own_pairs_are_scored(tiny_reranker):
-    batcher, metrics = await make(tiny_reranker, max_batch_tokens=300)
+async def test_each_request_answered_when_its_own_pairs_are_scored(fake):
+    batcher, metrics = await make(fake, max_batch_tokens=300)
     small = batcher.submit(await batcher.prepare(ScoreRequest(QUERY, DOCS[:1])))
     big = batcher.submit(await batcher.prepare(ScoreRequest(QUERY, [f"{i} {MEDIUM}" for i in range(12)])))
     result = await small.future
-    assert_same(result, tiny_reranker.score(QUERY, DOCS[:1]))
+    assert_same(result, fake.score(QUERY, DOCS[:1]))
     assert not big.future.done()  # the big request is still being computed
     big_result = await big.future
-    assert_same(big_result, tiny_reranker.score(QUERY, [f"{i} {MEDIUM}" for i in range(12)]))
+    assert_same(big_result, fake.score(QUERY, [f"{i} {MEDIUM}" for i in range(12)]))
     assert sample(metrics, "rankserve_batch_pairs_count") > 2
     await batcher.close()
 
 
-async def test_cancelled_request_drops_its_queued_pairs(tiny_reranker):
-    batcher, metrics = await make(tiny_reranker, max_batch_tokens=200)
+async def test_cancelled_request_drops_its_queued_pairs(fake):
+    batcher, metrics = await make(fake, max_batch_tokens=200)
     docs = [f"{i} {MEDIUM}" for i in range(30)]
     ticket = batcher.submit(await batcher.prepare(ScoreRequest(QUERY, docs)))
     while sample(metrics, "rankserve_pairs_scored_total") == 0:
@@ -85,15 +94,15 @@ async def test_cancelled_request_drops_its_queued_pairs(tiny_reranker):
     dropped = sample(metrics, "rankserve_pairs_dropped_total")
     assert dropped > 0
     after = batcher.submit(await batcher.prepare(ScoreRequest(QUERY, DOCS)))
-    assert_same(await after.future, tiny_reranker.score(QUERY, DOCS))
+    assert_same(await after.future, fake.score(QUERY, DOCS))
     unscored = sum(s is None for s in ticket.scores)
     assert unscored == dropped  # nothing of the cancelled request was computed after cancel
     assert sample(metrics, "rankserve_pairs_scored_total") == len(docs) - dropped + len(DOCS)
     await batcher.close()
 
 
-async def test_queue_limit_in_tokens(tiny_reranker):
-    batcher, metrics = await make(tiny_reranker)
+async def test_queue_limit_in_tokens(fake):
+    batcher, metrics = await make(fake)
     first = await batcher.prepare(ScoreRequest(QUERY, DOCS[:2]))
     second = await batcher.prepare(ScoreRequest(QUERY, DOCS[:3]))
     batcher.max_queued_tokens = first.num_tokens + second.num_tokens - 1  # room for one, not both
@@ -105,12 +114,12 @@ async def test_queue_limit_in_tokens(tiny_reranker):
     await t1.future
     assert batcher.queued_tokens == 0
     t2 = batcher.submit(second)  # room again once the queue drained
-    assert_same(await t2.future, tiny_reranker.score(QUERY, DOCS[:3]))
+    assert_same(await t2.future, fake.score(QUERY, DOCS[:3]))
     await batcher.close()
 
 
-async def test_bad_input_and_shutdown(tiny_reranker):
-    batcher, _ = await make(tiny_reranker, max_batch_tokens=100)
+async def test_bad_input_and_shutdown(fake):
+    batcher, _ = await make(fake, max_batch_tokens=100)
     with pytest.raises(InvalidInputError, match="document 1"):
         await batcher.prepare(ScoreRequest(QUERY, ["a", ""]))
     ticket = batcher.submit(await batcher.prepare(ScoreRequest(QUERY, [f"{i} {MEDIUM}" for i in range(10)])))
@@ -122,9 +131,9 @@ async def test_bad_input_and_shutdown(tiny_reranker):
         batcher.submit(await batcher.prepare(ScoreRequest(QUERY, DOCS)))
 
 
-async def test_one_request_over_the_queue_limit_runs_on_an_idle_batcher(tiny_reranker):
+async def test_one_request_over_the_queue_limit_runs_on_an_idle_batcher(fake):
     """The limit stops work piling up; it must not make one big request impossible."""
-    batcher, metrics = await make(tiny_reranker)
+    batcher, metrics = await make(fake)
     docs = [f"{i} {MEDIUM}" for i in range(6)]
     big = await batcher.prepare(ScoreRequest(QUERY, docs))
     small = await batcher.prepare(ScoreRequest(QUERY, DOCS[:1]))
@@ -132,17 +141,17 @@ async def test_one_request_over_the_queue_limit_runs_on_an_idle_batcher(tiny_rer
     ticket = batcher.submit(big)  # nothing else queued: admitted although over the limit
     with pytest.raises(QueueFullError, match="--max-queued-tokens"):
         batcher.submit(small)  # queued work + this request > limit
-    assert_same(await ticket.future, tiny_reranker.score(QUERY, docs))
+    assert_same(await ticket.future, fake.score(QUERY, docs))
     assert sample(metrics, "rankserve_rejected_total") == 1
-    assert_same(await batcher.submit(small).future, tiny_reranker.score(QUERY, DOCS[:1]))
+    assert_same(await batcher.submit(small).future, fake.score(QUERY, DOCS[:1]))
     await batcher.close()
 
 
-async def test_small_request_is_not_stuck_behind_a_big_one(tiny_reranker):
+async def test_small_request_is_not_stuck_behind_a_big_one(fake):
     """Round-robin batches: a 1-document request arriving just after a 200-document one is
     answered within a couple of batches, long before the big one finishes."""
-    budget = 1200  # a handful of these pairs per batch: the big request needs ~30 batches
-    batcher, metrics = await make(tiny_reranker, max_batch_tokens=budget)
+    budget = 400  # a handful of these pairs per batch: the big request needs ~25 batches
+    batcher, metrics = await make(fake, max_batch_tokens=budget)
     big_docs = [f"{i} {MEDIUM}" for i in range(200)]
     big_prepared = await batcher.prepare(ScoreRequest(QUERY, big_docs))
     small_prepared = await batcher.prepare(ScoreRequest("merge sorted lists", DOCS[4:5]))
@@ -167,15 +176,15 @@ async def test_small_request_is_not_stuck_behind_a_big_one(tiny_reranker):
 
     assert finished == ["small", "big"]
     assert small_latency < big_latency / 3, (small_latency, big_latency)
-    assert_same(small_result, tiny_reranker.score("merge sorted lists", DOCS[4:5]))
-    assert_same(big_result, tiny_reranker.score(QUERY, big_docs))
+    assert_same(small_result, fake.score("merge sorted lists", DOCS[4:5]))
+    assert_same(big_result, fake.score(QUERY, big_docs))
     assert sample(metrics, "rankserve_batch_tokens_count") > 20
     await batcher.close()
 
 
-async def test_round_robin_keeps_the_token_budget_and_counts_a_prefix_once(tiny_reranker):
+async def test_round_robin_keeps_the_token_budget_and_counts_a_prefix_once(fake):
     budget = 700
-    batcher, _ = await make(tiny_reranker, max_batch_tokens=budget)
+    batcher, _ = await make(fake, max_batch_tokens=budget)
     a = await batcher.prepare(ScoreRequest(QUERY, [f"{i} {MEDIUM}" for i in range(8)]))
     b = await batcher.prepare(ScoreRequest("merge sorted lists", DOCS))
     c = await batcher.prepare(ScoreRequest("q", DOCS[:2]))
@@ -197,8 +206,8 @@ async def test_round_robin_keeps_the_token_budget_and_counts_a_prefix_once(tiny_
     await batcher.close()
 
 
-async def test_close_fails_requests_whose_pairs_are_all_in_the_running_batch(tiny_reranker):
-    batcher, _ = await make(tiny_reranker)  # one batch holds the whole request
+async def test_close_fails_requests_whose_pairs_are_all_in_the_running_batch(fake):
+    batcher, _ = await make(fake)  # one batch holds the whole request
     ticket = batcher.submit(await batcher.prepare(ScoreRequest(QUERY, [f"{i} {MEDIUM}" for i in range(100)])))
     while ticket.batch_started is None:
         await asyncio.sleep(0.001)
@@ -217,10 +226,10 @@ class LabelledBatchHistogramMetrics(Metrics):
         self.batch_seconds = Histogram("bad_batch_seconds", "x", ["model"], registry=CollectorRegistry())
 
 
-async def test_worker_crash_is_logged_fails_pending_requests_and_is_reported(tiny_reranker, caplog):
+async def test_worker_crash_is_logged_fails_pending_requests_and_is_reported(fake, caplog):
     crashes: list[BaseException] = []
     batcher = Batcher(
-        tiny_reranker,
+        fake,
         max_batch_tokens=300,
         max_queued_tokens=1 << 22,
         metrics=LabelledBatchHistogramMetrics(),
