@@ -61,7 +61,7 @@ def test_attention_normalises_raw_queries_as_the_model_does(n_q, n_kv):
     q_w = (torch.rand(dim, device="cuda", generator=gen) + 0.5).to(BF16)
     cos, sin = rotary(tokens, dim, gen)
     seg = own_keys_only(lens)
-    q_norm = attention.QueryNorm(q_w, cos, sin, 1e-6)
+    q_norm = rope.QueryNorm(q_w, cos, sin, 1e-6)
     normed = rope.norm_rope(q.float(), q_w.float(), cos.float(), sin.float(), 1e-6).to(BF16)
     got = triton_attention.packed_attention(q, k, v, seg, dim**-0.5, q_norm)
     want = triton_attention.packed_attention(normed, k, v, seg, dim**-0.5)
@@ -105,7 +105,7 @@ def test_compiled_layer_runs_the_kernels():
             q, k, v = want
             cu = torch.tensor([0, tokens], dtype=torch.int32, device="cuda")
             layout = attention.SeqLayout(cu, cu, tokens, tokens, segments=own_keys_only([tokens]))
-            q_norm = attention.QueryNorm(q_w, cos, sin, 1e-6)
+            q_norm = rope.QueryNorm(q_w, cos, sin, 1e-6)
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
                 got = compiled_attention(q, k, v, layout, dim**-0.5, q_norm)
                 torch.cuda.synchronize()

@@ -18,7 +18,7 @@ assert os.environ.get("TRITON_INTERPRET") == "1", "run with TRITON_INTERPRET=1"
 
 from rankserve import Reranker  # noqa: E402
 from rankserve.engine import ScoreRequest, attention, rope, triton_attention, triton_rope  # noqa: E402
-from rankserve.engine.attention import SeqLayout  # noqa: E402
+from rankserve.engine.layout import SeqLayout  # noqa: E402
 from rankserve.engine.triton_attention import Segments, work_list  # noqa: E402
 from tests.support.texts import DOCS, QUERIES  # noqa: E402
 
@@ -55,7 +55,7 @@ def kernel_vs_padded(seed: int, hq: int, hkv: int, dim: int, wide: bool = False,
     if norm_q:
         angles = torch.rand(total, 1, dim // 2, generator=gen) * 6
         angles = torch.cat((angles, angles), dim=-1)
-        q_norm = attention.QueryNorm(torch.rand(dim, generator=gen) + 0.5, angles.cos(), angles.sin(), 1e-6)
+        q_norm = rope.QueryNorm(torch.rand(dim, generator=gen) + 0.5, angles.cos(), angles.sin(), 1e-6)
     else:
         q = q.contiguous()
     attention.set_backend("sdpa")
