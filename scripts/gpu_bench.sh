@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU benchmark recorded in BENCHMARKS.md: random weights of the three real Qwen3-Reranker
+# The GPU benchmark recorded in docs/performance.md: random weights of the three real Qwen3-Reranker
 # architectures, the real Qwen3 tokenizer, TREC DL19 passages; RankServe vs the official recipe.
 # Usage: scripts/gpu_bench.sh [main|sizes|long|W100,...] [OUTDIR] [SHARED_DIR]
 set -uo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# HTTP load test recorded in BENCHMARKS.md: the real server (random weights of each Qwen3-Reranker
+# HTTP load test recorded in docs/performance.md: the real server (random weights of each Qwen3-Reranker
 # size, compiled) under Poisson load of 20-document requests; a separate process generates the load.
 # Usage: scripts/gpu_http_bench.sh [OUTDIR] [SHARED_DIR]   (MODELS="0.6b 4b 8b" RATES=... DURATION=...
 #        SERVE_ARGS="--no-cuda-graphs" ...)

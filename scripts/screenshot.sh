@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate docs/ui-screenshot.png (the README's picture of the web UI): runs the browser test that
+# Regenerate docs/ui-screenshot.png (the picture of the web UI in docs/ui.md): runs the browser test that
 # ranks the built-in example in a real Chromium and saves the page there instead of a temporary folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."

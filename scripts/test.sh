@@ -14,5 +14,9 @@ if ! command -v chromium >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver fonts-noto-cjk >/dev/null
 fi
-# 4. The tests.
+# 4. The documentation site, warnings as errors (broken links and anchors fail), built outside the checkout.
+site_dir="$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict --quiet --site-dir "$site_dir"
+rm -rf "$site_dir"
+# 5. The tests.
 python3 -m pytest -q "$@"

@@ -1,6 +1,6 @@
 """Sweep the Triton attention kernel's tile sizes against FlashAttention-2 on a CUDA GPU.
 
-How the defaults in ``rankserve/engine/triton_attention.py`` were chosen (BENCHMARKS.md). The layouts
+How the defaults in ``rankserve/engine/triton_attention.py`` were chosen (docs/performance.md). The layouts
 come from the engine's own ``pack``: one 70-token prefix and documents of 45–600 tokens (W100-like, in
 one batch) or 60 documents of 45–300 tokens (a streamed slice). Per layer, bf16, 0.6B and 8B head
 counts; queries come raw from the q/k/v projection, as in the model, and the kernel normalises and

@@ -1,6 +1,6 @@
 """Sweep the key norm + rotary kernel's tiles against what ``torch.compile`` generates, on a CUDA GPU.
 
-How the defaults in ``rankserve/engine/triton_rope.py`` were chosen (BENCHMARKS.md): one W100 forward's
+How the defaults in ``rankserve/engine/triton_rope.py`` were chosen (docs/performance.md): one W100 forward's
 27.9k packed tokens, bf16, the 0.6B and 8B head counts (head_dim 128). Every tile is checked against the
 model's maths in fp32 (one bf16 rounding allowed) and timed with CUDA events.
 

@@ -72,7 +72,7 @@ def ours(path, query, docs, instruction=None, raw=False, **kw):
     from rankserve.engine import ScoreRequest
 
     rr = Reranker.from_pretrained(str(path), device="cpu", dtype="float32", **kw)
-    [res] = rr.score_requests([ScoreRequest(query, docs, instruction, "head", raw)])
+    [res] = rr.score_requests([ScoreRequest(query, docs, instruction, "head", raw_scores=raw)])
     return rr, [r.score for r in res]
 
 

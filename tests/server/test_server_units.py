@@ -38,7 +38,7 @@ def test_pair_up():
     assert pair_up(["q", "r"], ["a", "b", "c"]) is None
 
 
-def test_shipped_presets_cover_the_brief():
+def test_shipped_presets_include_the_documented_set():
     presets = shipped_presets()
     assert {"default", "web_search", "legal_compliance", "technical_accuracy", "step_by_step"} <= set(presets)
     assert presets["default"] == "Given a web search query, retrieve relevant passages that answer the query"

@@ -4,7 +4,7 @@ One ``rankserve serve`` process (tiny model, API key set, UI mounted at ``/ui``)
 module; a second process runs ``rankserve ui`` alone against a dead URL. Chromium is the
 system package (or ``$RANKSERVE_CHROMIUM``) (no browser download) with background networking off: CI has no internet.
 The first test saves a screenshot in its temporary folder, or where ``$RANKSERVE_SCREENSHOT`` says
-(``scripts/screenshot.sh`` regenerates the README's ``docs/ui-screenshot.png`` that way).
+(``scripts/screenshot.sh`` regenerates ``docs/ui-screenshot.png``, shown in docs/ui.md, that way).
 """
 
 from __future__ import annotations

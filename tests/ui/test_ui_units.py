@@ -212,7 +212,7 @@ def test_error_message_box():
 # --- examples --------------------------------------------------------------------------------
 
 
-def test_examples_cover_the_brief():
+def test_examples_cover_the_documented_scenarios():
     from rankserve.server.presets import shipped_presets
 
     assert len(EXAMPLES) == 5

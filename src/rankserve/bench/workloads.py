@@ -1,9 +1,9 @@
 """Benchmark workloads built from real passages, cut to exact token lengths.
 
 W100 / W20 / W8 are one request of 100 / 20 / 8 documents whose lengths are spread evenly
-from 32 to 512 tokens (W100: 34.6k prompt tokens, the issue's reference workload); ``W100-430``
-spreads them from 32 to 430 tokens instead (30.5k prompt tokens, the size the issue quotes).
-``docs1..docs32`` are the brief's batch-size table; ``long2k/8k/32k`` stress long documents.
+from 32 to 512 tokens (W100: 34.6k prompt tokens, the reference workload); ``W100-430``
+spreads them from 32 to 430 tokens instead (30.5k prompt tokens).
+``docs1..docs32`` are the batch-size table (1 to 32 documents); ``long2k/8k/32k`` stress long documents.
 """
 
 from __future__ import annotations

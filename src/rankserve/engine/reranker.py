@@ -194,7 +194,7 @@ class Reranker:
 
         ``quantize="fp8"``: FP8 (e4m3) projection weights and activations with per-channel /
         per-token scales, for Hopper-class GPUs (compute capability 8.9+). Faster matrix products,
-        scores no longer bit-for-bit the recipe's: BENCHMARKS.md gives the speed and the rank
+        scores no longer bit-for-bit the recipe's: docs/performance.md gives the speed and the rank
         correlation. Qwen3 rerankers only.
 
         ``compile``: ``"auto"`` compiles the decoder layers with ``torch.compile`` on CUDA

@@ -14,7 +14,7 @@ built on the host when a batch is packed (:func:`work_list`).
 
 Given a :class:`~rankserve.engine.rope.QueryNorm`, the kernel also applies Qwen3's per-head query
 RMSNorm and rotary embedding as it loads the query tile, from the raw q/k/v projection: each query is
-read once here anyway, so nothing is written back (0.6B W100 forward 54.3 → 51.3 ms, BENCHMARKS.md).
+read once here anyway, so nothing is written back (0.6B W100 forward 54.3 → 51.3 ms, docs/performance.md).
 """
 
 from __future__ import annotations

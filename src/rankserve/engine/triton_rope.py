@@ -9,7 +9,7 @@ so the norm and the rotation happen in registers: one read, one write.
 Only the keys come through here: every layer's queries are read once, by the attention kernel, which
 normalises and rotates them as it loads them (:class:`~rankserve.engine.rope.QueryNorm`), so
 they are never written back. (Queries and keys here took 4.9 ms of the 0.6B model's 100-document
-forward on an H200, keys alone 1.35 ms; BENCHMARKS.md.)
+forward on an H200, keys alone 1.35 ms; docs/performance.md.)
 
 The maths is the model's: ``x * rsqrt(mean(x²) + eps) * weight`` in fp32, then
 ``x * cos + rotate_half(x) * sin``, rounded once to the input's dtype (as inductor's fused kernels do).

@@ -46,7 +46,7 @@ def app_state(request: Request) -> AppState:
 def check_inputs(
     state: AppState, query_field: str, docs_field: str, queries: Sequence[str], documents: Sequence[str]
 ) -> None:
-    """The checks the issue words exactly: empty query/list, empty items, too many documents."""
+    """The checks with their exact messages: empty query/list, empty items, too many documents."""
     if not queries or any(is_blank(q) for q in queries) or not documents:
         raise APIError(400, f"{query_field} and {docs_field} cannot be empty")
     for i, doc in enumerate(documents):

@@ -1,4 +1,4 @@
-"""Built-in examples: the product brief's scenarios, one click each.
+"""Built-in examples: the scenarios the UI is made to check, one click each.
 
 They double as a smoke test of the things rerankers get wrong: mixed scripts (Chinese query,
 Japanese or English documents; Arabic right-to-left), code versus prose answers, and

@@ -1,6 +1,6 @@
 """HTML for the results, rendered here rather than with Gradio's table components.
 
-Own HTML gives exact control over what the issue asks for (a bar inside the score cell, the
+Own HTML gives exact control over what the page shows (a bar inside the score cell, the
 Top-1 row highlighted, full text behind a ``<details>``, rank-movement arrows) and stable
 hooks for the browser tests: each row carries ``data-rank`` / ``data-index`` /
 ``data-score``, the best row has class ``top1``. Every user string goes through
