@@ -89,7 +89,7 @@ def test_tei_client_without_key_is_refused(server: ServerProcess) -> None:
 
 
 def test_raw_scores_are_the_qwen3_yes_minus_no_logit(server: ServerProcess, tiny_qwen_dir: Path) -> None:
-    from official import OfficialRecipe, format_instruction
+    from tests.support.official import OfficialRecipe, format_instruction
 
     recipe = OfficialRecipe(tiny_qwen_dir, max_length=MAX_LENGTH)
     inputs = recipe.process_inputs([format_instruction(None, QUERY, t) for t in TEXTS])
