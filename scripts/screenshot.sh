@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RANKSERVE_SCREENSHOT="$PWD/docs/ui-screenshot.png" PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" \
-    python -m pytest -q tests/test_ui_browser.py -k test_example_screenshot_and_compare "$@"
+    python -m pytest -q tests/ui/test_ui_browser.py -k test_example_screenshot_and_compare "$@"
 echo "wrote docs/ui-screenshot.png"

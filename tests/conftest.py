@@ -1,7 +1,13 @@
-"""Shared fixtures: tiny random-weight checkpoints built with real ``transformers`` classes.
+"""Shared fixtures, and the skips that depend on the machine.
 
-Nothing can be downloaded in CI, so each fixture saves a tiny model with ``save_pretrained``
-and tests load it with ``Reranker.from_pretrained(path)`` — the path a user's checkpoint takes.
+Fixtures: tiny random-weight checkpoints built with real ``transformers`` classes. Nothing can be
+downloaded in CI, so each fixture saves a tiny model with ``save_pretrained`` and tests load it
+with ``Reranker.from_pretrained(path)`` — the path a user's checkpoint takes.
+
+Markers (registered in pyproject.toml): ``gpu`` tests are skipped where no CUDA device is present
+(``gpu(hopper=True)``: where it is not a Hopper GPU) and ``browser`` tests where no Chromium is
+found, each with a reason that says where to run them. ``slow`` only labels; nothing deselects it
+by default (``pytest -m "not slow"`` does).
 """
 
 from __future__ import annotations
@@ -11,10 +17,42 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.browser import find_chromium
+from tests.support.paths import SHARED
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+GPU_RUN = "run `pytest -m gpu` on a GPU machine"
+BROWSER_RUN = "install Debian's `chromium` (scripts/test.sh does) or set RANKSERVE_CHROMIUM, then `pytest -m browser`"
+
+
+def _cuda_capability() -> tuple[int, int] | None:
+    """The first CUDA device's compute capability, or ``None`` without one (torch imported only when asked)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_capability()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip what this machine cannot run, saying what to run where."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    capability = _cuda_capability() if gpu_items else None
+    for item in gpu_items:
+        marker = item.get_closest_marker("gpu")
+        if capability is None:
+            item.add_marker(pytest.mark.skip(reason=f"needs a CUDA GPU: {GPU_RUN}"))
+        elif marker.kwargs.get("hopper") and not (9, 0) <= capability < (10, 0):
+            item.add_marker(
+                pytest.mark.skip(reason=f"needs a Hopper GPU (sm_90; this one is sm_{capability[0]}{capability[1]}): "
+                                 f"{GPU_RUN} with an H100 or H200")
+            )  # fmt: skip
+    browser_items = [item for item in items if item.get_closest_marker("browser")]
+    if browser_items and find_chromium() is None:
+        for item in browser_items:
+            item.add_marker(pytest.mark.skip(reason=f"needs a Chromium browser: {BROWSER_RUN}"))
 
 
 @pytest.fixture(scope="session")

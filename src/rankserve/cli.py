@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from rankserve.cliutil import err_console, fail
 from rankserve.defaults import DEFAULT_MODEL
 from rankserve.errors import RankServeError
 
@@ -26,13 +27,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print one clear line and exit: users get a message, never a traceback."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
 
 
 def read_documents(path: Path) -> list[str]:

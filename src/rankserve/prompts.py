@@ -6,7 +6,7 @@ We split the body into a per-request *header* (everything up to ``<Document>:``)
 per-document part (``" " + doc``) so the header can be computed once per request.
 That split yields exactly the official token ids because Qwen's pre-tokenizer always
 starts a new chunk at the space before the document (``>:`` is one punctuation chunk
-that cannot absorb a following space); ``tests/test_prompts.py`` checks it across scripts.
+that cannot absorb a following space); ``tests/engine/test_prompts.py`` checks it across scripts.
 """
 
 from __future__ import annotations

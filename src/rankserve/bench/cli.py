@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from rankserve.cliutil import fail
+
 console = Console(width=200)
 
 
@@ -51,7 +53,6 @@ def bench(
 
     from rankserve.bench import report
     from rankserve.bench import workloads as wl
-    from rankserve.cli import fail
     from rankserve.extras import MissingExtraError, require
 
     if png_out:

@@ -212,7 +212,8 @@ def check_attention(device: torch.device, dtype: torch.dtype = torch.bfloat16) -
     padded SDPA in fp32, on random packed sequences whose queries see a cached prefix first."""
     import numpy as np
 
-    from rankserve.engine.attention import SeqLayout, kernel_for
+    from rankserve.engine.attention import kernel_for
+    from rankserve.engine.layout import SeqLayout
     from rankserve.engine.triton_attention import Segments, work_list
 
     gen = torch.Generator(device="cpu").manual_seed(0)

@@ -17,71 +17,18 @@ Three kernels, one answer:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from rankserve.engine import triton_attention
-from rankserve.engine.rope import norm_rope
-from rankserve.engine.triton_attention import Segments
+from rankserve.engine.layout import SeqLayout
 
+if TYPE_CHECKING:  # a model's query transform, applied here or by the Triton kernel as it loads queries
+    from rankserve.engine.rope import QueryNorm
 
-@dataclass
-class SeqLayout:
-    """Where each sequence's queries and keys live in the packed tensors."""
-
-    cu_q: torch.Tensor  # int32 [N+1]
-    cu_k: torch.Tensor  # int32 [N+1]
-    max_q: int
-    max_k: int
-    key_index: torch.Tensor | None = None  # keys of the packed sequences = k[key_index]; None: k as given
-    segments: Segments | None = field(default=None, repr=False)  # the same, as the Triton kernel reads it
-
-    def tensors(self) -> list[torch.Tensor]:
-        """Every index tensor, each sized by the batch (``torch.compile`` marks them dynamic)."""
-        found = [self.cu_q, self.cu_k, self.key_index]
-        if self.segments is not None:
-            found += self.segments.tensors()
-        return [t for t in found if t is not None]
-
-    def __post_init__(self) -> None:
-        self._padded: tuple[torch.Tensor, ...] | None = None
-
-    def padded_indices(self) -> tuple[torch.Tensor, ...]:
-        """(seq, pos) of every packed query and key, plus the mask; built once per batch."""
-        if self._padded is None:
-            cu_q, cu_k = self.cu_q.long(), self.cu_k.long()
-            lens_q, lens_k = cu_q.diff(), cu_k.diff()
-            n = lens_q.numel()
-            seq_q = torch.repeat_interleave(torch.arange(n, device=cu_q.device), lens_q)
-            pos_q = torch.arange(int(cu_q[-1]), device=cu_q.device) - cu_q[seq_q]
-            seq_k = torch.repeat_interleave(torch.arange(n, device=cu_k.device), lens_k)
-            pos_k = torch.arange(int(cu_k[-1]), device=cu_k.device) - cu_k[seq_k]
-            i = torch.arange(self.max_q, device=cu_q.device)[None, :, None]
-            j = torch.arange(self.max_k, device=cu_q.device)[None, None, :]
-            offset = (lens_k - lens_q)[:, None, None]
-            mask = (j <= i + offset) & (j < lens_k[:, None, None])
-            self._padded = (seq_q, pos_q, seq_k, pos_k, mask[:, None])
-        return self._padded
-
-
-class QueryNorm(NamedTuple):
-    """Qwen3's query RMSNorm and rotary embedding, left for :func:`attention` to apply.
-
-    Each layer's queries are read once, by attention, so our Triton kernel normalises and rotates them
-    as it loads them, instead of a separate kernel writing them out first (for the 0.6B model that saves
-    8 KB of memory traffic a token a layer). The other kernels apply it first (:meth:`apply`).
-    """
-
-    weight: torch.Tensor  # [D]
-    cos: torch.Tensor  # [Tq, 1, D], one row per query token
-    sin: torch.Tensor
-    eps: float
-
-    def apply(self, q: torch.Tensor) -> torch.Tensor:
-        return norm_rope(q, self.weight, self.cos, self.sin, self.eps)
+__all__ = ["BACKENDS", "SeqLayout", "attention", "check_device", "kernel_for", "set_backend", "uses_triton"]
 
 
 _backend = "auto"
@@ -147,7 +94,7 @@ def attention(
     """Causal attention; q: [Tq, Hq, D], k/v: [Tk, Hkv, D] → [Tq, Hq, D].
 
     k/v hold each token's keys once; ``layout`` says which keys each query sequence reads.
-    With ``q_norm``, ``q`` is the raw projection, normalised and rotated here.
+    With ``q_norm`` (a model's per-head query transform), ``q`` is the raw projection, transformed here.
     """
     kernel = kernel_for(q, layout, k, v)
     if kernel == "triton":

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rankserve.engine import triton_attention
-from rankserve.engine.attention import SeqLayout
+from rankserve.engine.layout import SeqLayout
 from rankserve.engine.triton_attention import Segments
 from rankserve.engine.types import Pair
 

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from rankserve.engine import triton_rope
-from rankserve.engine.attention import QueryNorm, attention, uses_triton
+from rankserve.engine.attention import attention, uses_triton
 from rankserve.engine.packing import PackedBatch
-from rankserve.engine.rope import norm_rope
+from rankserve.engine.rope import QueryNorm, norm_rope
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -8,6 +8,8 @@ and the tests check them against this.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -22,3 +24,20 @@ def norm_rope(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: tor
     ``cos``/``sin [T, 1, D]``."""
     x = F.rms_norm(x, (x.shape[-1],), weight, eps)
     return x * cos + rotate_half(x) * sin
+
+
+class QueryNorm(NamedTuple):
+    """Qwen3's query RMSNorm and rotary embedding, left for :func:`attention` to apply.
+
+    Each layer's queries are read once, by attention, so our Triton kernel normalises and rotates them
+    as it loads them, instead of a separate kernel writing them out first (for the 0.6B model that saves
+    8 KB of memory traffic a token a layer). The other kernels apply it first (:meth:`apply`).
+    """
+
+    weight: torch.Tensor  # [D]
+    cos: torch.Tensor  # [Tq, 1, D], one row per query token
+    sin: torch.Tensor
+    eps: float
+
+    def apply(self, q: torch.Tensor) -> torch.Tensor:
+        return norm_rope(q, self.weight, self.cos, self.sin, self.eps)

@@ -5,7 +5,7 @@ all documents of the request, computed once per batch on the packed engine) foll
 are exactly the token ids the family's official code feeds its model. Where the official code
 tokenizes pieces separately and concatenates the id lists (mxbai, bge-gemma) the split is exact by
 construction; where it tokenizes one string (zerank, ctxl) the split points are ones the Qwen
-pre-tokenizer always splits at, or the whole string is tokenized per document. ``tests/test_families.py``
+pre-tokenizer always splits at, or the whole string is tokenized per document. ``tests/engine/test_families.py``
 checks every template against an independent copy of its model card's code.
 
 Truncation follows the card where it has a rule (mxbai and bge-gemma cap the query at 3/4 of their

@@ -12,7 +12,7 @@ key/value head (grouped-query attention: the key tiles are loaded once for those
 are described per sequence (:class:`Segments`), and the programs by a work list, heaviest first,
 built on the host when a batch is packed (:func:`work_list`).
 
-Given a :class:`~rankserve.engine.attention.QueryNorm`, the kernel also applies Qwen3's per-head query
+Given a :class:`~rankserve.engine.rope.QueryNorm`, the kernel also applies Qwen3's per-head query
 RMSNorm and rotary embedding as it loads the query tile, from the raw q/k/v projection: each query is
 read once here anyway, so nothing is written back (0.6B W100 forward 54.3 → 51.3 ms, docs/performance.md).
 """
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from rankserve.engine.attention import QueryNorm
+    from rankserve.engine.rope import QueryNorm
 
 try:
     import triton

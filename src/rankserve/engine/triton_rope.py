@@ -7,7 +7,7 @@ they ran at ~1.7 TB/s. Here one program loads the two halves of a few heads for 
 so the norm and the rotation happen in registers: one read, one write.
 
 Only the keys come through here: every layer's queries are read once, by the attention kernel, which
-normalises and rotates them as it loads them (:class:`~rankserve.engine.attention.QueryNorm`), so
+normalises and rotates them as it loads them (:class:`~rankserve.engine.rope.QueryNorm`), so
 they are never written back. (Queries and keys here took 4.9 ms of the 0.6B model's 100-document
 forward on an H200, keys alone 1.35 ms; docs/performance.md.)
 

@@ -12,21 +12,17 @@ import logging
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from rankserve.cliutil import fail
+
 console = Console(stderr=True, soft_wrap=True)  # messages with long paths stay on one line
 out_console = Console()
-
-
-def _fail(message: str) -> NoReturn:
-    """Print one clear line and exit with status 2, as ``rankserve.cli.fail`` does."""
-    console.print(f"[red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(2) from None
 
 
 def _need(*modules: str, feature: str) -> None:
@@ -37,7 +33,7 @@ def _need(*modules: str, feature: str) -> None:
         for module in modules:
             require(module, feature)
     except MissingExtraError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _unescape(prompt: str | None) -> str | None:
@@ -56,7 +52,7 @@ def _progress(enabled: bool):
 
 def _scorer(model: str | None, server: str | None, api_key: str | None, instruction: str | None, **load: Any):
     if model and server:
-        _fail("give either --model or --server, not both")
+        fail("give either --model or --server, not both")
     from rankserve.pipeline.evaluate import EngineScorer, ServerScorer
 
     if server:
@@ -102,7 +98,7 @@ def eval_cmd(
     try:
         dataset = load_dataset(data, split).subset(max_queries)
         if not dataset.queries:
-            _fail(f"{data}: no judged queries found")
+            fail(f"{data}: no judged queries found")
         scorer = _scorer(model, server, api_key, instruction, device=device, dtype=dtype, max_length=max_length)
         report, first_run, reranked_run = run_eval(
             dataset,
@@ -114,7 +110,7 @@ def eval_cmd(
             progress=_progress(progress),
         )
     except (ValueError, FileNotFoundError, ImportError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     render_table(report, out_console)
     out.mkdir(parents=True, exist_ok=True)
     files = [write_json(report, out / "report.json"), write_markdown(report, out / "report.md")]
@@ -158,10 +154,10 @@ def index_cmd(
 
     _need("bm25s", feature="rankserve index")
     if overlap >= chunk_size:
-        _fail(f"--overlap ({overlap}) must be smaller than --chunk-size ({chunk_size})")
+        fail(f"--overlap ({overlap}) must be smaller than --chunk-size ({chunk_size})")
     embed_with = (dense_model or DEFAULT_DENSE_MODEL) if dense or dense_model else None
     if embed_with is None and (query_prompt is not None or document_prompt is not None or vector_index != "auto"):
-        _fail("--query-prompt, --document-prompt and --vector-index apply to embeddings: add --dense or --dense-model")
+        fail("--query-prompt, --document-prompt and --vector-index apply to embeddings: add --dense or --dense-model")
     try:
         meta = build_index(
             path,
@@ -174,7 +170,7 @@ def index_cmd(
             vector_index,
         )
     except (ValueError, FileNotFoundError, ImportError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     errors = [f for f in meta["files"] if "error" in f]
     for f in errors:
         console.print(f"[yellow]skipped[/] {escape(f['source'])}: {escape(f['error'])}")
@@ -210,7 +206,7 @@ def search_cmd(
     from rankserve.pipeline.search import load_index, search
 
     if model and server:
-        _fail("give either --model or --server, not both")
+        fail("give either --model or --server, not both")
     _need("bm25s", feature="rankserve search")
     logging.getLogger("rankserve.client").setLevel(logging.ERROR)  # the fallback is reported below
     reranker: Any = model
@@ -219,7 +215,7 @@ def search_cmd(
     try:
         hits = search(load_index(index, vector_index), question, top_k, top_n, reranker, instruction, first_stage)
     except (ValueError, FileNotFoundError, ImportError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         out_console.print_json(json.dumps(hits, ensure_ascii=False))
         return

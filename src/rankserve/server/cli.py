@@ -14,11 +14,11 @@ import time
 import weakref
 from enum import Enum
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 import uvicorn
 
+from rankserve.cliutil import fail
 from rankserve.defaults import DEFAULT_MODEL, QUANTIZATIONS
 from rankserve.netutil import MAX_PORT, MIN_PORT, BindError, bind
 from rankserve.server.settings import API_KEY_ENV, ServerSettings
@@ -141,21 +141,21 @@ def serve(
         family=family,
     )
     if compile not in ("auto", "on", "off"):
-        _fail(f"--compile must be auto, on or off, not {compile!r}", 2)
+        fail(f"--compile must be auto, on or off, not {compile!r}", 2)
     if quantize not in QUANTIZATIONS:
-        _fail(f"--quantize must be {' or '.join(QUANTIZATIONS)}, not {quantize!r}", 2)
+        fail(f"--quantize must be {' or '.join(QUANTIZATIONS)}, not {quantize!r}", 2)
     setup_logging(log_level.value, log_file, log_format.value)
     try:
         load_presets(presets)
     except PresetFileError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     if replicas is not None or ray_address is not None or min_replicas is not None or max_replicas is not None:
         _serve_on_ray(settings, replicas, ray_address, min_replicas, max_replicas, replica_cpus, ui)
         return
     try:
         sock = bind(host, port)
     except BindError as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     run(settings, sock, ui=ui)
 
 
@@ -172,13 +172,13 @@ def _serve_on_ray(
     from rankserve.scaleout import RayMissingError, require_ray
 
     if replicas is not None and replicas != "auto" and not (replicas.isdigit() and int(replicas) >= 1):
-        _fail(f"--replicas must be a positive number or auto, not {replicas!r}", 2)
+        fail(f"--replicas must be a positive number or auto, not {replicas!r}", 2)
     if min_replicas is not None and max_replicas is not None and min_replicas > max_replicas:
-        _fail("--min-replicas cannot be larger than --max-replicas", 2)
+        fail("--min-replicas cannot be larger than --max-replicas", 2)
     try:
         require_ray()
     except RayMissingError as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     from rankserve.scaleout.deploy import run as run_on_ray
 
     run_on_ray(
@@ -247,14 +247,8 @@ def _resolve_target(settings: ServerSettings) -> tuple[str, str]:
         device = resolve_device(settings.device)
         dtype = resolve_dtype(settings.dtype, device)
     except ModelLoadError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     return str(device), str(dtype).removeprefix("torch.")
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    log.debug("exiting: %s", message)
-    raise typer.Exit(code=code)
 
 
 def _display_host(host: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from rankserve.cliutil import fail
 from rankserve.netutil import MAX_PORT, MIN_PORT, BindError, bind
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
@@ -42,16 +43,14 @@ def ui(
     try:
         require("gradio", "rankserve ui")
     except MissingExtraError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(exc), 2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     url = normalize_url(api_url)
     loaded = _load_index(index)
     try:
         sock = bind(host, port)
     except BindError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(str(exc), 1)
     app = build_app(url, (api_key or "").strip() or None, loaded)
     import uvicorn
 
@@ -89,5 +88,4 @@ def _load_index(path: Path | None) -> Any:
     try:
         return open_index(path)
     except (OSError, ValueError) as exc:
-        typer.echo(f"error: cannot open index {path or os.environ.get(INDEX_ENV)}: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(f"cannot open index {path or os.environ.get(INDEX_ENV)}: {exc}", 2)

@@ -1,0 +1,285 @@
+"""Reranker families beyond Qwen3-Reranker, each against an independent copy of its model card's code.
+
+Tiny random-weight checkpoints of the real transformers classes (Qwen3, Qwen2, Gemma), saved with
+``save_pretrained`` under a directory name that says the family, loaded through ``Reranker.from_pretrained``.
+fp32, equal to 1e-5: plain, through prefix reuse on and off, packing into small micro-batches, and truncation.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rankserve import Reranker
+from rankserve.engine import families
+from rankserve.errors import ModelLoadError
+from tests.support import official_families as official
+
+QUERY = "How do I limit a Docker container's memory?"
+DOCS = [
+    "Use the --memory option: docker run --memory 512m limits the container.",
+    "Paris is the capital of France.",
+    "服务器CPU使用率持续100%怎么办? 检查进程。",
+    "  Leading and trailing spaces, then punctuation at the end...  ",
+    "def merge(a, b):\n    return sorted(a + b)\n",
+    "Paris is the capital of France.",  # a duplicate
+    "Dockerコンテナのメモリ使用量を制限するには --memory オプションを使います。" * 3,
+]
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def qwen_tok(shared_dir):
+    from transformers import AutoTokenizer
+
+    path = shared_dir / "qwen3-tokenizer"
+    if not path.is_dir():
+        pytest.skip("../shared/qwen3-tokenizer is not present")
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def build(tmp_path_factory, name, arch, tokenizer, boost, **overrides):
+    from rankserve.synthetic import build_tiny_llm_reranker
+
+    return build_tiny_llm_reranker(tmp_path_factory.mktemp("m") / name, arch, tokenizer, boost, **overrides)
+
+
+@pytest.fixture(scope="module")
+def zerank_dir(tmp_path_factory, qwen_tok):
+    return build(tmp_path_factory, "zerank-2-tiny", "Qwen3ForCausalLM", qwen_tok, ("Yes",))
+
+
+@pytest.fixture(scope="module")
+def ctxl_dir(tmp_path_factory, qwen_tok):
+    return build(tmp_path_factory, "ctxl-rerank-v2-instruct-tiny", "Qwen3ForCausalLM", qwen_tok, ("!",))
+
+
+@pytest.fixture(scope="module")
+def mxbai_dir(tmp_path_factory, qwen_tok):
+    return build(tmp_path_factory, "mxbai-rerank-base-v2-tiny", "Qwen2ForCausalLM", qwen_tok, ("1", "0"))
+
+
+@pytest.fixture(scope="module")
+def gemma_dir(tmp_path_factory):
+    from rankserve.synthetic import build_tiny_gemma_tokenizer
+
+    tok_dir = tmp_path_factory.mktemp("gemma-tok")
+    tok = build_tiny_gemma_tokenizer(tok_dir)
+    return build(tmp_path_factory, "bge-reranker-v2-gemma-tiny", "GemmaForCausalLM", tok, ("Yes",))
+
+
+def ours(path, query, docs, instruction=None, raw=False, **kw):
+    from rankserve.engine import ScoreRequest
+
+    rr = Reranker.from_pretrained(str(path), device="cpu", dtype="float32", **kw)
+    [res] = rr.score_requests([ScoreRequest(query, docs, instruction, "head", raw_scores=raw)])
+    return rr, [r.score for r in res]
+
+
+def close(a, b):
+    """Equal to TOL relative to the set's largest magnitude: a raw logit of ~10 carries fp32 noise of ~1e-5
+    (the card's own scores move by 3e-5 when other documents change its padding)."""
+    assert len(a) == len(b)
+    scale = max(1.0, *(abs(y) for y in b))
+    for x, y in zip(a, b):
+        assert abs(x - y) <= TOL * scale, (a, b)
+
+
+def spread(values):
+    assert max(values) - min(values) > 1e-3, values  # the comparison means something
+
+
+# ---- recognition ---------------------------------------------------------------------------------------------
+def test_families_are_recognised_from_the_name(zerank_dir, ctxl_dir, mxbai_dir, gemma_dir, tiny_qwen_dir):
+    for path, name, runner in [
+        (zerank_dir, "zerank-2", families.PACKED_QWEN3),
+        (ctxl_dir, "ctxl-rerank-v2", families.PACKED_QWEN3),
+        (mxbai_dir, "mxbai-rerank-base-v2", families.CAUSAL_LM),
+        (gemma_dir, "bge-reranker-v2-gemma", families.CAUSAL_LM),
+        (tiny_qwen_dir, "qwen3-reranker", families.PACKED_QWEN3),
+    ]:
+        rr = Reranker.from_pretrained(str(path), device="cpu")
+        assert rr.family.name == name and rr.family.runner == runner
+        assert (rr.scorer is not None) == (runner == families.PACKED_QWEN3)
+
+
+def test_unknown_causal_lm_is_a_load_error_naming_family(tmp_path_factory, qwen_tok):
+    path = build(tmp_path_factory, "my-finetune", "Qwen2ForCausalLM", qwen_tok, ())
+    with pytest.raises(ModelLoadError, match="--family") as err:
+        Reranker.from_pretrained(str(path), device="cpu")
+    assert "mxbai-rerank-v2" in str(err.value)
+    rr = Reranker.from_pretrained(str(path), device="cpu", family="mxbai-rerank-v2")  # the override
+    assert rr.family.name == "mxbai-rerank-v2"
+    with pytest.raises(ModelLoadError, match="qwen3 family"):
+        Reranker.from_pretrained(str(path), device="cpu", family="zerank-2")
+    with pytest.raises(ModelLoadError, match="unknown --family"):
+        Reranker.from_pretrained(str(path), device="cpu", family="nope")
+
+
+def test_score_semantics_are_described(ctxl_dir, mxbai_dir):
+    d = Reranker.from_pretrained(str(ctxl_dir), device="cpu").describe_scores()
+    assert d["score"] == "raw logit" and "vocabulary id 0" in d["raw"] and "bfloat16" in d["raw"]
+    assert "non-commercial" in d["licence"]
+    d = Reranker.from_pretrained(str(mxbai_dir), device="cpu").describe_scores()
+    assert d["score"] == "probability" and d["formula"] == "sigmoid(raw - 4.5)"
+    assert families.FAMILIES["zerank-2"].activation.formula == "sigmoid(x/5)"
+
+
+# ---- zerank --------------------------------------------------------------------------------------------------
+def test_zerank_matches_the_card(zerank_dir):
+    raw, norm = official.zerank(zerank_dir, QUERY, DOCS)
+    spread(raw)
+    for reuse in (True, False):
+        _, got = ours(zerank_dir, QUERY, DOCS, prefix_reuse=reuse, max_batch_tokens=64)
+        close(got, norm)
+        _, got_raw = ours(zerank_dir, QUERY, DOCS, raw=True, prefix_reuse=reuse)
+        close(got_raw, raw)
+
+
+def test_zerank_1_caps_characters_as_its_remote_code(tmp_path_factory, qwen_tok):
+    path = build(tmp_path_factory, "zerank-1-small-tiny", "Qwen3ForCausalLM", qwen_tok, ("Yes",))
+    docs = ["word " * 2_500 + "end", "short one"]
+    query = "q " * 1_100
+    raw, norm = official.zerank(path, query, docs, v1=True)
+    rr, got = ours(path, query, docs)
+    assert rr.family.name == "zerank-1"
+    close(got, norm)
+
+
+def test_zerank_split_prompt_tokenizes_as_the_full_chat_string(zerank_dir, qwen_tok):
+    from rankserve.engine import ScoreRequest
+
+    rr = Reranker.from_pretrained(str(zerank_dir), device="cpu")
+    prepared = rr.prepare(ScoreRequest(" " + QUERY + "\n", DOCS))
+    for pair in prepared.pairs:
+        doc = DOCS[pair.doc_index]
+        messages = [{"role": "system", "content": QUERY.strip()}, {"role": "user", "content": doc.strip()}]
+        full = qwen_tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        assert list(pair.prefix) + pair.tokens == qwen_tok(full, add_special_tokens=False)["input_ids"]
+
+
+# ---- ctxl ----------------------------------------------------------------------------------------------------
+def test_ctxl_matches_the_card(ctxl_dir):
+    for instruction in ("", "Prefer recent documents"):
+        raw, _ = official.ctxl(ctxl_dir, QUERY, DOCS, instruction)
+        spread(raw)
+        for reuse in (True, False):
+            _, got = ours(ctxl_dir, QUERY, DOCS, instruction or None, prefix_reuse=reuse, max_batch_tokens=96)
+            assert got == raw  # both rounded to bfloat16: equal, not just close
+
+
+def test_ctxl_split_prompt_tokenizes_as_the_full_string(ctxl_dir, qwen_tok):
+    from rankserve.engine import ScoreRequest
+
+    rr = Reranker.from_pretrained(str(ctxl_dir), device="cpu")
+    prepared = rr.prepare(ScoreRequest(QUERY, DOCS, "be strict"))
+    full = official.ctxl_prompts(QUERY, "be strict", [DOCS[p.doc_index] for p in prepared.pairs])
+    for pair, text in zip(prepared.pairs, full):
+        assert list(pair.prefix) + pair.tokens == qwen_tok(text)["input_ids"]
+
+
+def test_ctxl_truncation_keeps_the_query(ctxl_dir, qwen_tok):
+    from rankserve.engine import ScoreRequest
+
+    rr = Reranker.from_pretrained(str(ctxl_dir), device="cpu", max_length=64)
+    long = "memory limits " * 200
+    [pair] = rr.prepare(ScoreRequest(QUERY, [long], truncation="head")).pairs
+    tail = qwen_tok(f"\n<Query> {QUERY} ??", add_special_tokens=False)["input_ids"]
+    doc = qwen_tok(" " + long, add_special_tokens=False)["input_ids"]
+    assert pair.num_tokens == 64 and pair.tokens[-len(tail) :] == tail
+    assert pair.tokens[: -len(tail)] == doc[: len(pair.tokens) - len(tail)]
+
+
+def test_ctxl_seq_cls_conversion_is_on_the_fast_path(ctxl_dir, tmp_path_factory):
+    from transformers import AutoTokenizer, Qwen3ForCausalLM, Qwen3ForSequenceClassification
+
+    causal = Qwen3ForCausalLM.from_pretrained(str(ctxl_dir))
+    config = causal.config
+    config.num_labels, config.architectures = 1, ["Qwen3ForSequenceClassification"]
+    seq = Qwen3ForSequenceClassification(config).eval()
+    seq.model.load_state_dict(causal.model.state_dict())
+    with torch.no_grad():
+        seq.score.weight.copy_(causal.get_output_embeddings().weight[0][None, :])
+    path = tmp_path_factory.mktemp("m") / "my-seq-cls"
+    seq.save_pretrained(str(path))
+    AutoTokenizer.from_pretrained(str(ctxl_dir)).save_pretrained(str(path))
+    raw, _ = official.ctxl(path, QUERY, DOCS, seq_cls=True)
+    rr, got = ours(path, QUERY, DOCS, family="ctxl-rerank-v2")
+    assert rr.kind == "qwen3-seq-cls" and rr.scorer is not None
+    assert got == raw
+
+
+# ---- mxbai ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("instruction", [None, "Find code"])
+def test_mxbai_matches_the_card(mxbai_dir, instruction):
+    raw, norm = official.Mxbai(mxbai_dir, estimated_max=9.0).scores(QUERY, DOCS, instruction)
+    spread(raw)
+    _, got = ours(mxbai_dir, QUERY, DOCS, instruction, max_batch_tokens=128)
+    close(got, norm)
+    _, got_raw = ours(mxbai_dir, QUERY, DOCS, instruction, raw=True)
+    close(got_raw, raw)
+
+
+def test_mxbai_truncation_matches_the_card(mxbai_dir):
+    card = official.Mxbai(mxbai_dir, max_length=40, estimated_max=9.0)
+    docs = ["memory limits " * 50, "short", QUERY * 5]
+    query = "a long query " * 30
+    raw, norm = card.scores(query, docs)
+    rr, got = ours(mxbai_dir, query, docs, max_length=40 + card.predefined_length)
+    close(got, norm)
+
+
+# ---- bge-reranker-v2-gemma -----------------------------------------------------------------------------------
+def test_bge_gemma_matches_the_card(gemma_dir):
+    raw, norm = official.bge_gemma(gemma_dir, QUERY, DOCS)
+    spread(raw)
+    _, got = ours(gemma_dir, QUERY, DOCS, max_batch_tokens=64)
+    close(got, norm)
+    _, got_raw = ours(gemma_dir, QUERY, DOCS, raw=True)
+    close(got_raw, raw)
+
+
+def test_bge_gemma_truncation_matches_the_card(gemma_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(gemma_dir))
+    fixed = len(tok("\n", add_special_tokens=False)["input_ids"]) + len(
+        tok(_GEMMA_PROMPT, add_special_tokens=False)["input_ids"]
+    )
+    docs = ["The quick brown fox jumps over the lazy dog. " * 20, "yes no", "Paris"]
+    query = "Judge whether the Document meets the requirements " * 6
+    raw, norm = official.bge_gemma(gemma_dir, query, docs, max_length=48)
+    _, got = ours(gemma_dir, query, docs, max_length=48 + fixed)
+    close(got, norm)
+
+
+_GEMMA_PROMPT = (
+    "Given a query A and a passage B, determine whether the passage contains an answer to the query by "
+    "providing a prediction of either 'Yes' or 'No'."
+)
+
+
+# ---- over HTTP ------------------------------------------------------------------------------------------------
+def test_server_family_option_scores_and_raw_scores(tmp_path_factory, qwen_tok, tmp_path):
+    import httpx
+
+    from tests.support.server import ServerProcess
+
+    path = build(tmp_path_factory, "my-finetune", "Qwen2ForCausalLM", qwen_tok, ("1", "0"))
+    refused = ServerProcess(path, tmp_path / "refused.log")
+    assert refused.proc.wait(timeout=120) != 0 and "--family" in refused.log()
+    server = ServerProcess(path, tmp_path / "server.log", "--family", "mxbai-rerank-base-v2").wait_ready()
+    try:
+        model = httpx.get(server.url + "/v1/models", timeout=10).json()["data"][0]
+        assert model["scores"]["family"] == "mxbai-rerank-base-v2"
+        assert model["scores"]["formula"] == "sigmoid(raw - 4.5)" and model["scores"]["score"] == "probability"
+        body = {"query": QUERY, "documents": DOCS[:3]}
+        served = httpx.post(server.url + "/v1/rerank", json=body, timeout=60).json()["results"]
+        raw = httpx.post(server.url + "/v1/rerank", json={**body, "raw_scores": True}, timeout=60).json()["results"]
+        raw_by_index = {r["index"]: r["relevance_score"] for r in raw}
+        for r in served:
+            expected = families.FAMILIES["mxbai-rerank-base-v2"].activation(raw_by_index[r["index"]])
+            assert abs(r["relevance_score"] - expected) < 1e-6
+        assert any(v < 0 or v > 1 for v in raw_by_index.values())  # logits, not probabilities
+    finally:
+        assert server.stop() == 0
