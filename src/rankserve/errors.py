@@ -15,6 +15,21 @@ class InvalidInputError(RankServeError, ValueError):
     """The caller sent something we cannot score (empty query, empty document, bad policy...)."""
 
 
+class InvalidTextError(InvalidInputError):
+    """A query or document we cannot score, with which one it is, so a front end can name it its own way.
+
+    ``field`` is ``"query"`` or ``"documents"``; ``index`` the document's position (None: the query or
+    the whole list); ``empty`` tells an empty or blank input from a wrong type. The message uses the
+    engine's names ("document 2 is empty"). Fields have defaults so the error pickles (see below).
+    """
+
+    def __init__(self, message: str, field: str = "documents", index: int | None = None, empty: bool = False) -> None:
+        super().__init__(message)
+        self.field = field
+        self.index = index
+        self.empty = empty
+
+
 class ModelLoadError(RankServeError, ValueError):
     """The model path or id does not point at a model we know how to load."""
 

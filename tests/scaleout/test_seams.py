@@ -16,6 +16,7 @@ from rankserve.errors import (
     DeadlineExceededError,
     EngineError,
     InvalidInputError,
+    InvalidTextError,
     ModelLoadError,
     UnavailableError,
 )
@@ -31,7 +32,8 @@ DOCS = ["Paris is the capital of France.", "Berlin is in Germany.", "Paris is th
         BatcherClosedError("server is shutting down"),
         UnavailableError("no replica", 3),
         NonFiniteScoreError("nan for document 2"),
-        InvalidInputError("document 1 is empty"),
+        InvalidInputError("unknown preset"),
+        InvalidTextError("document 1 is empty", "documents", 1, empty=True),
         ModelLoadError("no such model"),
         EngineError("out of memory"),
         DeadlineExceededError("too late"),
@@ -40,7 +42,7 @@ DOCS = ["Paris is the capital of France.", "Berlin is in Germany.", "Paris is th
 def test_errors_survive_pickling(error):
     back = pickle.loads(pickle.dumps(error))
     assert type(back) is type(error) and str(back) == str(error)
-    assert getattr(back, "retry_after", None) == getattr(error, "retry_after", None)
+    assert vars(back) == vars(error)  # retry_after, field, index...
 
 
 def test_prepared_values_pickle_and_scores_come_back_as_values(tiny_reranker):
@@ -60,7 +62,8 @@ def test_prepared_values_pickle_and_scores_come_back_as_values(tiny_reranker):
 def test_batcher_server_and_preprocessing_import_without_torch(tmp_path):
     code = (
         "import sys\n"
-        "import rankserve.batcher, rankserve.engine.prepare, rankserve.server.app, rankserve.server.backend\n"
+        "import rankserve.batcher, rankserve.engine.prepare, rankserve.engine.validation\n"
+        "import rankserve.server.app, rankserve.server.backend\n"
         "import rankserve.server.cli\n"
         "heavy = [m for m in ('torch', 'ray') if m in sys.modules]\n"
         "assert not heavy, heavy\n"

@@ -16,14 +16,17 @@ from prometheus_client import CollectorRegistry, Histogram
 from typer.testing import CliRunner
 
 from rankserve import Reranker
-from rankserve.errors import InvalidInputError
+from rankserve.engine.validation import check_texts
+from rankserve.errors import InvalidInputError, InvalidTextError
 from rankserve.netutil import BindError, bind
 from rankserve.server import ServerSettings, create_app
 from rankserve.server.cli import serve
-from rankserve.server.errors import validation_message
+from rankserve.server.errors import APIError, validation_message
 from rankserve.server.presets import PresetFileError, load_presets, resolve_instruction, shipped_presets
 from rankserve.server.schemas.simple import compute_ranks
 from rankserve.server.schemas.vllm import pair_up
+from rankserve.server.scoring import check_inputs, renamed
+from rankserve.server.state import AppState
 from tests.support.server import build_nan_model, build_vocab_mismatch_model, metric_value
 
 
@@ -287,3 +290,38 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("query_field", "docs_field", "queries", "docs", "message"),
+    [
+        ("query", "texts", ["q"], ["a", ""], "texts[1] is empty"),
+        ("query", "documents", ["q"], ["a", "b", " \u00a0"], "documents[2] is empty"),
+        ("text_1", "text_2", ["q", "r"], ["a", "\ufeff"], "text_2[1] is empty"),
+        ("query", "texts", [" "], ["a"], "query and texts cannot be empty"),
+        ("queries", "documents", ["q"], [], "queries and documents cannot be empty"),
+    ],
+)
+def test_http_input_messages_are_the_engine_messages_renamed(query_field, docs_field, queries, docs, message):
+    """One check, one wording: the 400's text is the engine error's with the dialect's field names."""
+    state = AppState(ServerSettings(model="m"), {})
+    with pytest.raises(InvalidTextError) as engine:
+        check_texts(queries, docs)
+    with pytest.raises(APIError) as http:
+        check_inputs(state, query_field, docs_field, queries, docs)
+    assert http.value.status == 400 and http.value.message == message
+    assert http.value.__cause__ is not None and str(http.value.__cause__) == str(engine.value)
+    assert message == renamed(engine.value, query_field, docs_field)
+    if engine.value.index is not None:  # an item's message is the engine's, field renamed and nothing else
+        assert message.replace(f"{docs_field}[{engine.value.index}]", f"document {engine.value.index}") == str(
+            engine.value
+        )
+
+
+def test_too_many_documents_is_checked_after_the_text():
+    state = AppState(ServerSettings(model="m", max_documents=2), {})
+    with pytest.raises(APIError) as info:
+        check_inputs(state, "query", "texts", ["q"], ["a", "b", "c"])
+    assert info.value.status == 413 and info.value.message == "too many texts: 3 > limit 2 (--max-documents)"
+    with pytest.raises(APIError, match=r"texts\[2\] is empty"):
+        check_inputs(state, "query", "texts", ["q"], ["a", "b", ""])

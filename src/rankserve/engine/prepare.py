@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from rankserve import prompts
 from rankserve.engine.types import Pair, PreparedRequest, ScoreRequest
+from rankserve.engine.validation import check_texts
 from rankserve.errors import InvalidInputError, ModelLoadError
 from rankserve.truncation import TAIL_CHARS, check_policy, fit
 
@@ -45,20 +46,7 @@ def first_copies(documents: list[str]) -> tuple[list[int], dict[int, int]]:
 
 def validate(request: ScoreRequest) -> None:
     """Reject input we cannot score, with a message that names the problem."""
-    if not isinstance(request.query, str):
-        raise InvalidInputError(f"query must be a string, got {type(request.query).__name__}")
-    if not request.query.strip():
-        raise InvalidInputError("query cannot be empty")
-    docs = request.documents
-    if isinstance(docs, str) or not isinstance(docs, Sequence):
-        raise InvalidInputError("documents must be a list of strings")
-    if len(docs) == 0:
-        raise InvalidInputError("documents cannot be empty")
-    for i, doc in enumerate(docs):
-        if not isinstance(doc, str):
-            raise InvalidInputError(f"document {i} must be a string, got {type(doc).__name__}")
-        if not doc.strip():
-            raise InvalidInputError(f"document {i} is empty")
+    check_texts([request.query], request.documents)
     if request.instruction is not None and not isinstance(request.instruction, str):
         raise InvalidInputError("instruction must be a string")
     check_policy(request.truncation)

@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from rankserve.engine.validation import NON_BLANK_PATTERN
 from rankserve.server.schemas.cohere import CohereV2Request, RerankRequest, RerankResponse
-from rankserve.server.schemas.common import NON_BLANK_PATTERN
 from rankserve.server.schemas.simple import SimpleRerankRequest, SimpleRerankResponse
 from rankserve.server.schemas.tei import TEIError
 from rankserve.server.schemas.vllm import ScoreRequestBody

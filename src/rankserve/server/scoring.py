@@ -15,17 +15,18 @@ from fastapi import Request
 
 from rankserve.batcher import NonFiniteScoreError, QueueFullError
 from rankserve.engine.types import DEFAULT_TRUNCATION, DocScore, ScoreRequest
+from rankserve.engine.validation import check_texts
 from rankserve.errors import (
     DeadlineExceededError,
     EngineError,
     InvalidInputError,
+    InvalidTextError,
     RequestTooLargeError,
     UnavailableError,
 )
 from rankserve.server.backend import RequestStats
 from rankserve.server.errors import APIError
 from rankserve.server.presets import resolve_instruction
-from rankserve.server.schemas.common import is_blank
 from rankserve.server.state import AppState
 
 log = logging.getLogger("rankserve.server")
@@ -46,12 +47,11 @@ def app_state(request: Request) -> AppState:
 def check_inputs(
     state: AppState, query_field: str, docs_field: str, queries: Sequence[str], documents: Sequence[str]
 ) -> None:
-    """The checks with their exact messages: empty query/list, empty items, too many documents."""
-    if not queries or any(is_blank(q) for q in queries) or not documents:
-        raise APIError(400, f"{query_field} and {docs_field} cannot be empty")
-    for i, doc in enumerate(documents):
-        if is_blank(doc):
-            raise APIError(400, f"{docs_field}[{i}] is empty")
+    """The engine's text checks, before tokenizing, in this dialect's field names; then ``--max-documents``."""
+    try:
+        check_texts(queries, documents)
+    except InvalidTextError as exc:
+        raise APIError(400, renamed(exc, query_field, docs_field)) from exc
     limit = state.settings.max_documents
     if len(documents) > limit:
         raise APIError(
@@ -59,6 +59,19 @@ def check_inputs(
             f"too many {docs_field}: {len(documents)} > limit {limit} (--max-documents)",
             "too_many_documents",
         )
+
+
+def renamed(exc: InvalidTextError, query_field: str, docs_field: str) -> str:
+    """The engine's message with the dialect's field names: ``document 2 is empty`` -> ``texts[2] is empty``.
+
+    An empty or blank query or an empty list is one message naming both fields, as the API has always said.
+    """
+    message = str(exc)
+    if exc.index is not None:
+        return f"{docs_field}[{exc.index}]" + message.removeprefix(f"document {exc.index}")
+    if exc.empty:
+        return f"{query_field} and {docs_field} cannot be empty"
+    return (query_field if exc.field == "query" else docs_field) + message.removeprefix(exc.field)
 
 
 def build_request(

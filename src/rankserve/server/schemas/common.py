@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge
@@ -19,19 +18,6 @@ def _whole_number(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
-
-
-# Blank: nothing but these characters (JavaScript's \s plus the separators Python's strip() also
-# removes), so the server's "is empty" and the OpenAPI pattern agree on every string.
-_BLANK_CLASS = r"\t\n\u000b\u000c\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff\u001c-\u001f\u0085"
-NON_BLANK_PATTERN = f"[^{_BLANK_CLASS}]"
-"""JSON Schema pattern (ECMA regex) of a non-blank text; Python's ``re`` reads the same escapes."""
-_NON_BLANK = re.compile(NON_BLANK_PATTERN)
-
-
-def is_blank(text: str) -> bool:
-    """True for an empty or whitespace-only text, exactly as the OpenAPI schema's pattern says."""
-    return _NON_BLANK.search(text) is None
 
 
 def count(minimum: int) -> Any:
