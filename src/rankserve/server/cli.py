@@ -91,7 +91,8 @@ def serve(
     ui: bool = typer.Option(True, help="Mount the web UI at /ui when it is installed."),
     compile: str = typer.Option("auto", help="torch.compile the model at load: auto (on for CUDA GPUs), on or off."),
     quantize: str = typer.Option(
-        "none", help="none, or fp8: FP8 matrix products on Hopper/Ada GPUs with bf16 (faster; scores shift slightly)."
+        "none",
+        help="none, or fp8: FP8 projections on Hopper/Ada GPUs with bf16 (half the weight memory, not faster; scores shift).",
     ),
     family: str | None = typer.Option(
         None, help="Reranker family recipe for a fine-tune whose name does not say it (see README: Supported models)."
