@@ -92,7 +92,8 @@ def serve(
     compile: str = typer.Option("auto", help="torch.compile the model at load: auto (on for CUDA GPUs), on or off."),
     quantize: str = typer.Option(
         "none",
-        help="none, or fp8: FP8 projections on Hopper/Ada GPUs with bf16 (half the weight memory, not faster; scores shift).",
+        help="none, or fp8: FP8 projections on Hopper/Ada GPUs with bf16 (half the weight memory, not faster; "
+        "scores shift).",
     ),
     family: str | None = typer.Option(
         None, help="Reranker family recipe for a fine-tune whose name does not say it (see README: Supported models)."
