@@ -231,6 +231,9 @@ def build_tiny_llm_reranker(
         cfg["bos_token_id"] = tokenizer.bos_token_id
     model = cls(config_cls(**cfg)).eval()
     with torch.no_grad():
+        for module in model.modules():  # initialisation zeroes biases (Qwen2's q/k/v): give them values to get right
+            if isinstance(module, torch.nn.Linear) and module.bias is not None:
+                module.bias.normal_(std=model.config.initializer_range)
         out = model.get_output_embeddings().weight
         for word in boost:
             out[tokenizer(word, add_special_tokens=False)["input_ids"][0]] *= 3.0

@@ -83,7 +83,7 @@ def test_compiled_layer_runs_the_kernels():
     def rand(*shape, scale=1.0):
         return (torch.randn(*shape, device="cuda", generator=gen) * scale).to(BF16)
 
-    weights = (rand(hidden), rand((n_q + 2 * n_kv) * dim, hidden, scale=hidden**-0.5), rand(dim))
+    weights = (rand(hidden), rand((n_q + 2 * n_kv) * dim, hidden, scale=hidden**-0.5), None, rand(dim))  # no bias
     q_w = rand(dim)
     compiled = torch.compile(qwen3.pre_attention, dynamic=None)
     compiled_attention = torch.compile(attention.attention, dynamic=None)

@@ -1,4 +1,4 @@
-"""A plain transformers forward for LLM rerankers the packed engine does not run (Qwen2, Gemma).
+"""A plain transformers forward for LLM rerankers the packed engine does not run (Gemma).
 
 The base model (``model.model``: embeddings, layers and final norm) runs over right-padded pairs;
 only each pair's last real token's hidden state meets the head rows, so no full-vocabulary logits

@@ -4,7 +4,7 @@ A :class:`Family` says three things about a checkpoint: its *template* (how the 
 are built, see :mod:`rankserve.engine.templates`), its *head* (which output rows give the raw
 score: a token pair's difference, one token's logit, a fixed vocabulary id or a classifier row)
 and its *activation* (how the raw score becomes the served one). It also names the *runner*: the
-packed Qwen3 engine (:mod:`rankserve.engine.qwen3`) where the architecture is Qwen3, a plain
+packed engine (:mod:`rankserve.engine.qwen3`) where the architecture is Qwen3 or Qwen2, a plain
 transformers forward otherwise.
 
 The family is recognised from ``config.json`` (``model_type`` and ``architectures``) and the
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from rankserve.errors import ModelLoadError
 
-PACKED_QWEN3 = "packed-qwen3"
-"""The packed, padding-free Qwen3 engine with per-request prefix reuse (the fast path)."""
+PACKED = "packed"
+"""The packed, padding-free decoder engine with per-request prefix reuse (the fast path): Qwen3 and Qwen2."""
 CAUSAL_LM = "causal-lm"
 """A transformers forward of the base model, right-padded, head rows applied to each pair's last token."""
 SEQ_CLS = "seq-cls"
@@ -136,7 +136,7 @@ FAMILIES: dict[str, Family] = {
             "qwen3-reranker",
             Head("token_pair", ("yes", "no")),
             SIGMOID,
-            PACKED_QWEN3,
+            PACKED,
             "Apache-2.0",
             "Qwen/Qwen3-Reranker-0.6B model card (transformers usage); seq-cls conversions: "
             "vllm-project/vllm examples/pooling/score/convert_model_to_seq_cls.py (from_2_way_softmax)",
@@ -149,7 +149,7 @@ FAMILIES: dict[str, Family] = {
             "zerank",
             Head("token", ("Yes",)),
             Activation(scale=0.2),
-            PACKED_QWEN3,
+            PACKED,
             "CC-BY-NC-4.0 (non-commercial)",
             "https://huggingface.co/zeroentropy/zerank-2 (card: predict() returns the raw Yes logit; "
             "(scores / 5).sigmoid() is the 0-1 score); template from the zerank-1 remote code modeling_zeranker.py",
@@ -162,7 +162,7 @@ FAMILIES: dict[str, Family] = {
             "zerank",
             Head("token", ("Yes",)),
             Activation(scale=0.2),
-            PACKED_QWEN3,
+            PACKED,
             "zerank-1: CC-BY-NC-4.0 (non-commercial); zerank-1-small: Apache-2.0",
             "https://huggingface.co/zeroentropy/zerank-1 remote code modeling_zeranker.py "
             "(query[:2000], document[:10000], stripped; sigmoid(logit_yes / 5))",
@@ -176,7 +176,7 @@ FAMILIES: dict[str, Family] = {
             "ctxl",
             Head("vocab_id", vocab_id=0),
             RAW,
-            PACKED_QWEN3,
+            PACKED,
             "CC-BY-NC-SA-4.0 (non-commercial)",
             "https://huggingface.co/ContextualAI/ctxl-rerank-v2-instruct-multilingual-1b card "
             "(format_prompts, infer_w_hf: next_logits[:, 0].to(torch.bfloat16))",
@@ -190,7 +190,7 @@ FAMILIES: dict[str, Family] = {
             "mxbai",
             Head("token_pair", ("1", "0")),
             Activation(shift=-6.0),
-            CAUSAL_LM,
+            PACKED,
             "Apache-2.0",
             "github mixedbread-ai/mxbai-rerank @ 8e709dc mxbai_rerank/mxbai_rerank_v2.py and utils.py "
             "(sigmoid_normalize with estimated_max 12.0)",
@@ -203,7 +203,7 @@ FAMILIES: dict[str, Family] = {
             "mxbai",
             Head("token_pair", ("1", "0")),
             Activation(shift=-4.5),
-            CAUSAL_LM,
+            PACKED,
             "Apache-2.0",
             "github mixedbread-ai/mxbai-rerank @ 8e709dc mxbai_rerank/mxbai_rerank_v2.py and utils.py "
             "(sigmoid_normalize with estimated_max 9.0)",

@@ -3,10 +3,11 @@
 The model's family (:mod:`rankserve.engine.families`: template, head, activation, runner) is read
 from ``config.json`` and the checkpoint's name, or given (``family=``, ``--family``):
 
-- Qwen3 families (Qwen3-Reranker, zerank, ctxl-rerank-v2), ``*ForCausalLM`` or a one-row
-  ``*ForSequenceClassification`` conversion: the packed engine (:mod:`rankserve.engine.qwen3`).
-- other LLM families (mxbai-rerank-v2 on Qwen2, bge-reranker-v2-gemma on Gemma): a transformers
-  forward of the base model (:mod:`rankserve.engine.causal`).
+- Qwen3 families (Qwen3-Reranker, zerank, ctxl-rerank-v2) and Qwen2 ones (mxbai-rerank-v2),
+  ``*ForCausalLM`` or a one-row ``*ForSequenceClassification`` conversion: the packed engine
+  (:mod:`rankserve.engine.qwen3`).
+- other LLM families (bge-reranker-v2-gemma on Gemma): a transformers forward of the base model
+  (:mod:`rankserve.engine.causal`).
 - any other ``*ForSequenceClassification``: an encoder cross-encoder (BGE, MiniLM...): sigmoid of
   the single logit, or softmax's positive class when the head has two labels.
 """
@@ -23,10 +24,16 @@ from rankserve.errors import ModelLoadError
 
 QWEN_CAUSAL = "qwen3-causal-lm"
 QWEN_SEQ_CLS = "qwen3-seq-cls"
+QWEN2_CAUSAL = "qwen2-causal-lm"
+QWEN2_SEQ_CLS = "qwen2-seq-cls"
 CAUSAL_LM = "causal-lm"
 LM_SEQ_CLS = "lm-seq-cls"
 CROSS_ENCODER = "cross-encoder"
-CAUSAL_KINDS = (QWEN_CAUSAL, CAUSAL_LM)
+PACKED_KINDS = (QWEN_CAUSAL, QWEN_SEQ_CLS, QWEN2_CAUSAL, QWEN2_SEQ_CLS)
+"""Kinds the packed engine runs."""
+CAUSAL_KINDS = (QWEN_CAUSAL, QWEN2_CAUSAL, CAUSAL_LM)
+SEQ_CLS_KINDS = (QWEN_SEQ_CLS, QWEN2_SEQ_CLS, LM_SEQ_CLS)
+"""LLM rerankers converted to a one-row ``*ForSequenceClassification`` (scored by its classifier row)."""
 
 _DTYPES = {
     "float32": torch.float32,
@@ -75,10 +82,12 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
 
 
 def detect_kind(config, family: families.Family | None = None, name: str = "model") -> str:
-    """How the checkpoint is run: the packed Qwen3 engine, a transformers LM forward, or an encoder."""
+    """How the checkpoint is run: the packed engine (Qwen3, Qwen2), a transformers LM forward, or an encoder."""
     family = family or families.resolve(config, name)
     seq_cls = (getattr(config, "architectures", None) or [""])[0].endswith("ForSequenceClassification")
-    if family.runner == families.PACKED_QWEN3:
+    if family.runner == families.PACKED:
+        if getattr(config, "model_type", "") == "qwen2":
+            return QWEN2_SEQ_CLS if seq_cls else QWEN2_CAUSAL
         return QWEN_SEQ_CLS if seq_cls else QWEN_CAUSAL
     if family.runner == families.CAUSAL_LM:
         return LM_SEQ_CLS if seq_cls else CAUSAL_LM
@@ -185,7 +194,7 @@ def inspect_model(hf_model: torch.nn.Module, tokenizer, name: str = "model", fam
     kind = detect_kind(config, spec)
     if kind == CROSS_ENCODER:
         return Loaded(kind, config, tokenizer, hf_model, None, spec)
-    if kind in (QWEN_SEQ_CLS, LM_SEQ_CLS):
+    if kind in SEQ_CLS_KINDS:
         weight = hf_model.score.weight
         if weight.shape[0] != 1:
             raise ModelLoadError(
@@ -201,7 +210,7 @@ def inspect_model(hf_model: torch.nn.Module, tokenizer, name: str = "model", fam
         head = spec.head
         ids = [head.vocab_id] if head.kind == "vocab_id" else [_token_id(tokenizer, t, name, spec) for t in head.tokens]
         rows = weight[ids]
-    if kind in (QWEN_CAUSAL, QWEN_SEQ_CLS):
+    if kind in PACKED_KINDS:
         direction = rows[0].float() - rows[1].float() if rows.shape[0] == 2 else rows[0].float()
         return Loaded(kind, config, tokenizer, hf_model, direction, spec)
     return Loaded(kind, config, tokenizer, hf_model, rows.detach(), spec)

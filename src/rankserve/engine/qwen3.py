@@ -1,4 +1,4 @@
-"""A packed, padding-free forward pass over a Hugging Face Qwen3 model's weights.
+"""A packed, padding-free forward pass over a Hugging Face Qwen3 (or Qwen2) model's weights.
 
 We load checkpoints with ``transformers`` (so every format and hub path users rely on
 works) and then run our own forward over the same parameter tensors, because scoring
@@ -10,6 +10,13 @@ position's hidden state projected onto the yes/no direction (never full-vocabula
 The q/k/v projections and the MLP's gate/up projections are fused into one matrix each
 (the HF modules' weights become views into it, so no memory is added), and the dense part
 of each layer is two plain functions that ``torch.compile`` can fuse when asked.
+
+Qwen2 is Qwen3 with two differences, taken as options rather than a second copy of this runner:
+q/k/v projections with biases (added to the fused projection) and no per-head q/k RMSNorm. Without
+the norms, queries and keys are rotated in PyTorch right after the projection (:func:`pre_attention`;
+fused there by ``torch.compile``) and attention gets no :class:`QueryNorm`: the Triton kernels' fused
+norm-and-rotate paths (:func:`triton_rope.k_norm_rope`, the attention kernel's ``NORM_Q``) are
+Qwen3's alone, while the attention kernel itself (plain queries) serves both.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from torch import nn
 from rankserve.engine import triton_rope
 from rankserve.engine.attention import attention, uses_triton
 from rankserve.engine.packing import PackedBatch
-from rankserve.engine.rope import QueryNorm, norm_rope
+from rankserve.engine.rope import QueryNorm, norm_rope, rope
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -43,25 +50,31 @@ def quantize_fp8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return w8, scale[None, :].contiguous()
 
 
-def linear(x: torch.Tensor, w: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """``x @ w.T``; for FP8 weights, each token is scaled to FP8 on the fly (per-row scales, fp32 accumulate)."""
+def linear(
+    x: torch.Tensor, w: torch.Tensor | tuple[torch.Tensor, torch.Tensor], b: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``x @ w.T (+ b)``; for FP8 weights, each token is scaled to FP8 on the fly (per-row scales, fp32 accumulate)."""
     if isinstance(w, tuple):
         w8, w_scale = w
         x_scale = x.abs().amax(dim=-1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX
         x8 = (x.float() / x_scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
-        return torch._scaled_mm(x8, w8.t(), scale_a=x_scale, scale_b=w_scale, out_dtype=x.dtype)
-    return F.linear(x, w)
+        out = torch._scaled_mm(x8, w8.t(), scale_a=x_scale, scale_b=w_scale, out_dtype=x.dtype)
+        return out if b is None else out + b
+    return F.linear(x, w, b)
 
 
-def pre_attention(x, ln_w, qkv_w, kn_w, cos, sin, eps: float, n_q: int, n_kv: int, head_dim: int):
-    """Input norm, fused q/k/v projection, and the keys' norm and rotary embedding.
+def pre_attention(x, ln_w, qkv_w, qkv_b, kn_w, cos, sin, eps: float, n_q: int, n_kv: int, head_dim: int):
+    """Input norm, fused q/k/v projection (with its bias, if any), and the keys' norm and rotary embedding.
 
-    The queries come back as projected: attention normalises and rotates them (:class:`QueryNorm`),
-    on Hopper inside its kernel, which saves writing them out and reading them back.
+    With q/k norms (Qwen3, ``kn_w`` given) the queries come back as projected: attention normalises and
+    rotates them (:class:`QueryNorm`), on Hopper inside its kernel, which saves writing them out and
+    reading them back. Without (Qwen2, ``kn_w is None``) queries and keys come back rotated.
     """
     t = x.shape[0]
-    qkv = linear(rms_norm(x, ln_w, eps), qkv_w)
+    qkv = linear(rms_norm(x, ln_w, eps), qkv_w, qkv_b)
     q, k, v = (part.view(t, -1, head_dim) for part in qkv.split([n_q * head_dim, n_kv * head_dim, n_kv * head_dim], -1))
+    if kn_w is None:
+        return rope(q, cos, sin), rope(k, cos, sin), v
     if uses_triton(q, v) and triton_rope.supports(qkv, head_dim):
         k = triton_rope.k_norm_rope(qkv, kn_w, cos, sin, eps, n_q, n_kv)  # the keys' norm and rotation in one kernel
     else:
@@ -94,11 +107,16 @@ def add_linear_(x: torch.Tensor, a: torch.Tensor, w: torch.Tensor | tuple) -> No
         x.addmm_(a, w.t())
 
 
+def query_norm(qn_w, cos, sin, eps: float) -> QueryNorm | None:
+    """What attention still does to the queries: Qwen3's norm and rotation; nothing for Qwen2 (rotated already)."""
+    return None if qn_w is None else QueryNorm(qn_w, cos, sin, eps)
+
+
 def decoder_layer(x, w, cos, sin, layout, scale: float, eps: float, n_q: int, n_kv: int, head_dim: int):
     """One whole decoder layer over packed tokens: what ``torch.compile`` fuses end to end."""
-    ln1, qkv, qn, kn, o_w, ln2, gate_up, down = w
-    q, k, v = pre_attention(x, ln1, qkv, kn, cos, sin, eps, n_q, n_kv, head_dim)
-    o = attention(q, k, v, layout, scale, QueryNorm(qn, cos, sin, eps))
+    ln1, qkv, qkv_b, qn, kn, o_w, ln2, gate_up, down = w
+    q, k, v = pre_attention(x, ln1, qkv, qkv_b, kn, cos, sin, eps, n_q, n_kv, head_dim)
+    o = attention(q, k, v, layout, scale, query_norm(qn, cos, sin, eps))
     return post_attention(x, o, o_w, ln2, gate_up, down, eps)
 
 
@@ -110,23 +128,41 @@ def _token_dims_dynamic(*tensors: torch.Tensor) -> None:
 
 def _to_fp8(w: tuple) -> tuple:
     """A layer's weights with its four projection matrices quantized."""
-    ln1, qkv, qn, kn, o_w, ln2, gate_up, down = w
-    return ln1, quantize_fp8(qkv), qn, kn, quantize_fp8(o_w), ln2, quantize_fp8(gate_up), quantize_fp8(down)
+    ln1, qkv, qkv_b, qn, kn, o_w, ln2, gate_up, down = w
+    return ln1, quantize_fp8(qkv), qkv_b, qn, kn, quantize_fp8(o_w), ln2, quantize_fp8(gate_up), quantize_fp8(down)
 
 
-def _fuse(linears: list[nn.Linear]) -> torch.Tensor:
-    """Concatenate the weights of several bias-free linears; make each a view into the result."""
-    fused = torch.cat([lin.weight.data for lin in linears], dim=0)
+def _fuse(linears: list[nn.Linear], attr: str = "weight") -> torch.Tensor:
+    """Concatenate the weights (or biases) of several linears; make each a view into the result."""
+    fused = torch.cat([getattr(lin, attr).data for lin in linears], dim=0)
     start = 0
     for lin in linears:
-        n = lin.weight.shape[0]
-        lin.weight = nn.Parameter(fused[start : start + n], requires_grad=False)
+        n = getattr(lin, attr).shape[0]
+        setattr(lin, attr, nn.Parameter(fused[start : start + n], requires_grad=False))
         start += n
     return fused
 
 
+def _attention_weights(a: nn.Module) -> tuple:
+    """``(qkv_w, qkv_b, q_norm_w, k_norm_w)`` of an attention module: Qwen3's (norms, no biases) or Qwen2's
+    (q/k/v biases, no norms); anything else is refused rather than run with a part missing."""
+    qkv = [a.q_proj, a.k_proj, a.v_proj]
+    biased = [lin.bias is not None for lin in qkv]
+    q_norm, k_norm = getattr(a, "q_norm", None), getattr(a, "k_norm", None)
+    if any(biased) != all(biased) or a.o_proj.bias is not None:
+        raise ValueError("attention with biases on only some projections is not supported")
+    if (q_norm is None) != (k_norm is None):
+        raise ValueError("attention with a norm on only one of queries and keys is not supported")
+    bias = _fuse(qkv, "bias") if all(biased) else None
+    norms = (None, None) if q_norm is None else (q_norm.weight, k_norm.weight)
+    return (_fuse(qkv), bias, *norms)
+
+
 class Qwen3Scorer(nn.Module):
-    """``forward(batch) -> [N] float32`` logits ``(yes - no)`` at each pair's last token."""
+    """``forward(batch) -> [N] float32`` logits ``(yes - no)`` at each pair's last token.
+
+    Runs Qwen3 and Qwen2 base models (see the module's docstring for what differs).
+    """
 
     def __init__(self, base: nn.Module, head: torch.Tensor, compile: bool = False, quantize: str | None = None) -> None:
         super().__init__()
@@ -136,6 +172,8 @@ class Qwen3Scorer(nn.Module):
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.n_q = cfg.num_attention_heads
         self.n_kv = cfg.num_key_value_heads
+        if "sliding_attention" in (getattr(cfg, "layer_types", None) or ()):
+            raise ValueError("sliding-window attention is not supported by the packed engine")
         self.eps = float(cfg.rms_norm_eps)
         self.scale = self.head_dim**-0.5
         rotary = base.rotary_emb
@@ -145,14 +183,10 @@ class Qwen3Scorer(nn.Module):
         self.weights = []
         for layer in base.layers:
             a, m = layer.self_attn, layer.mlp
-            if a.q_proj.bias is not None:
-                raise ValueError("Qwen3 attention with biases is not supported")
             self.weights.append(
                 (
                     layer.input_layernorm.weight,
-                    _fuse([a.q_proj, a.k_proj, a.v_proj]),
-                    a.q_norm.weight,
-                    a.k_norm.weight,
+                    *_attention_weights(a),
                     a.o_proj.weight,
                     layer.post_attention_layernorm.weight,
                     _fuse([m.gate_proj, m.up_proj]),
@@ -208,17 +242,17 @@ class Qwen3Scorer(nn.Module):
         *body, final = self.weights
         for w in body:
             if self.residual_in_place:  # x is ours (the embedding's output): the residual adds go into it
-                ln1, qkv, qn, kn, o_w, ln2, gate_up, down = w
-                q, k, v = self.pre(x, ln1, qkv, kn, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
-                o = attention(q, k, v, layout, self.scale, QueryNorm(qn, cos, sin, self.eps))
+                ln1, qkv, qkv_b, qn, kn, o_w, ln2, gate_up, down = w
+                q, k, v = self.pre(x, ln1, qkv, qkv_b, kn, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
+                o = attention(q, k, v, layout, self.scale, query_norm(qn, cos, sin, self.eps))
                 add_linear_(x, o.reshape(o.shape[0], -1), o_w)
                 add_linear_(x, self.mlp(x, ln2, gate_up, self.eps), down)
             else:
                 x = self.layer(x, w, cos, sin, layout, self.scale, self.eps, self.n_q, self.n_kv, self.head_dim)
         # Final layer: only each pair's last position feeds the score, so finish it for those alone.
-        ln1, qkv, qn, kn, o_w, ln2, gate_up, down = final
-        q, k, v = self.pre(x, ln1, qkv, kn, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
-        o = attention(q[last], k, v, batch.last_layout, self.scale, QueryNorm(qn, cos[last], sin[last], self.eps))
+        ln1, qkv, qkv_b, qn, kn, o_w, ln2, gate_up, down = final
+        q, k, v = self.pre(x, ln1, qkv, qkv_b, kn, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
+        o = attention(q[last], k, v, batch.last_layout, self.scale, query_norm(qn, cos[last], sin[last], self.eps))
         x = x[last]
         if self.compiled:
             _token_dims_dynamic(x, o)

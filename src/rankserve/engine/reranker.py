@@ -379,7 +379,7 @@ class Reranker:
 
     def describe_scores(self) -> dict:
         """What this model's scores mean: family, probability or raw logit, formula (for ``/v1/models``)."""
-        return self.family.describe(classifier=self.kind in (loader.QWEN_SEQ_CLS, loader.LM_SEQ_CLS))
+        return self.family.describe(classifier=self.kind in loader.SEQ_CLS_KINDS)
 
     @torch.inference_mode()
     def _forward(self, batch: list[Pair]) -> torch.Tensor:

@@ -22,7 +22,11 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 def norm_rope(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, eps: float) -> torch.Tensor:
     """``x [T, H, D]`` normalised per head (fp32 statistics), scaled by ``weight``, then rotated by
     ``cos``/``sin [T, 1, D]``."""
-    x = F.rms_norm(x, (x.shape[-1],), weight, eps)
+    return rope(F.rms_norm(x, (x.shape[-1],), weight, eps), cos, sin)
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``x [T, H, D]`` rotated by ``cos``/``sin [T, 1, D]`` (Qwen2, which has no per-head norm, uses only this)."""
     return x * cos + rotate_half(x) * sin
 
 
