@@ -151,7 +151,7 @@ async def score(request: Request, score_requests: Sequence[ScoreRequest]) -> lis
     ctx.docs = sum(len(r.documents) for r in score_requests)
     stats = RequestStats()
     check_request_size(state, score_requests)
-    timeout = state.settings.request_timeout if state.settings.request_timeout > 0 else None
+    timeout = state.settings.deadline
     # the token ceiling is checked after tokenizing, before anything is queued: a refused request costs no model time
     ceiling = max(0, state.settings.max_request_tokens)
     work_task = asyncio.create_task(backend.score(score_requests, timeout, stats, max_tokens=ceiling))

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rankserve.batcher import Batcher
 from rankserve.server.backend import BackendHealth, LocalBackend, ScoringBackend
@@ -134,19 +134,7 @@ class AppState:
         try:
             from rankserve.engine import Reranker
 
-            kwargs: dict[str, Any] = dict(
-                device=s.device,
-                dtype=s.dtype,
-                max_length=s.max_length,
-                prefix_reuse=s.prefix_reuse,
-                compile=s.compile,
-                quantize=s.quantize,
-                cuda_graphs=s.cuda_graphs,
-                family=s.family,
-            )
-            if s.max_batch_tokens:
-                kwargs["max_batch_tokens"] = s.max_batch_tokens
-            reranker = await asyncio.to_thread(Reranker.from_pretrained, s.model, **kwargs)
+            reranker = await asyncio.to_thread(Reranker.from_pretrained, s.model, **s.engine_kwargs())
             log.info("Model loaded in %.1f s", time.perf_counter() - started)
             log.info("CUDA graphs: %s", reranker.graphs_status())
             await self.attach(reranker)
@@ -163,8 +151,7 @@ class AppState:
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
         if self.backend is not None:
-            timeout = self.settings.request_timeout if self.settings.request_timeout > 0 else None
-            await self.backend.close(drain=True, timeout=timeout)
+            await self.backend.close(drain=True, timeout=self.settings.deadline)
 
 
 def _dtype_name(dtype: object) -> str:
