@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rankserve.batcher import Batcher
-from rankserve.server.backend import BackendHealth, LocalBackend, ScoringBackend
+from rankserve.server.backend import BackendHealth, LocalBackend, ScoringBackend, crash_message
 from rankserve.server.errors import APIError
 from rankserve.server.metrics import Metrics
 from rankserve.server.settings import ServerSettings
@@ -121,7 +121,7 @@ class AppState:
 
     def _batcher_crashed(self, exc: BaseException) -> None:
         """The batcher's worker died (it logged why): report unhealthy so probes restart us."""
-        self.status, self.load_error = "failed", f"the scoring worker crashed ({type(exc).__name__}: {exc})"
+        self.status, self.load_error = "failed", crash_message(exc)
         self.metrics.model_loaded.set(0)
 
     def start_loading(self, on_error: Callable[[BaseException], None] | None) -> None:
