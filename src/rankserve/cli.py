@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rankserve.cliutil import err_console, fail
+from rankserve.cliutil import fail, print_error
 from rankserve.defaults import DEFAULT_MODEL
 from rankserve.errors import RankServeError
 
@@ -164,7 +164,7 @@ def main() -> None:
     try:
         app()
     except MissingExtraError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        print_error(str(exc))
         raise SystemExit(2) from None
 
 

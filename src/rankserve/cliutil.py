@@ -17,11 +17,16 @@ err_console = Console(stderr=True, soft_wrap=True)  # messages with long paths s
 log = logging.getLogger("rankserve.cli")
 
 
+def print_error(message: str) -> None:
+    """``error: <message>`` as one line on stderr (markup in ``message`` is printed as is)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: <message>`` as one line on stderr and exit: users get a message, never a traceback.
 
     Exit status 2 is a usage error (a bad option or input), 1 a failure at run time.
     """
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    print_error(message)
     log.debug("exiting with status %d: %s", code, message)
     raise typer.Exit(code) from None

@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, running
 
 KEY = "harden-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -31,13 +31,8 @@ def servers(tiny_qwen_dir, tmp_path_factory):
         ),
         "keyed": ServerProcess(tiny_qwen_dir, tmp / "keyed.log", "--api-key", KEY),
     }  # fmt: skip
-    try:
-        for proc in procs.values():
-            proc.wait_ready()
+    with running(procs):
         yield procs
-    finally:
-        for proc in procs.values():
-            proc.stop()
 
 
 def post_raw(url: str, raw: bytes) -> httpx.Response:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from rankserve import Reranker
-from tests.support.server import ServerProcess, metric_value, serve_command, server_env
+from tests.support.server import ServerProcess, metric_value, running, serve_command, server_env
 
 KEY = "sekret-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -40,13 +40,8 @@ def servers(tiny_qwen_dir, tmp_path_factory):
             tiny_qwen_dir, tmp / "busy.log", "--max-queued-tokens", "1000", "--max-batch-tokens", "1024",
         ),
     }  # fmt: skip
-    try:
-        for proc in procs.values():
-            proc.wait_ready()
+    with running(procs):
         yield procs
-    finally:
-        for proc in procs.values():
-            proc.stop()
 
 
 # ---- auth -----------------------------------------------------------------------------------

@@ -195,3 +195,14 @@ def test_info_at_root_and_errors(server: ServerProcess) -> None:
     fields = {"query", "texts", "raw_scores", "return_text", "truncate", "truncation_direction"}
     assert fields <= set(body["properties"])
     assert "/info" in spec["paths"]
+
+
+def test_hostile_bodies_are_400_in_tei_shape(server: ServerProcess) -> None:
+    url = server.url + "/tei/rerank"
+    headers = {**AUTH, "Content-Type": "application/json"}
+    lone = httpx.post(url, content=b'{"query": "q", "texts": ["a", "x\\udfff"]}', headers=headers)
+    assert lone.status_code == 400 and "texts[1]" in lone.json()["error"], lone.text
+    assert lone.json()["error_type"] == "Validation"
+    deep = httpx.post(url, content=b"[" * 100_000 + b"]" * 100_000, headers=headers)
+    assert deep.status_code == 400 and "nested too deeply" in deep.json()["error"], deep.text
+    assert httpx.get(server.url + "/health").status_code == 200  # still serving

@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -100,6 +102,18 @@ class ServerProcess:
             code = self.proc.wait()
         self._log.close()
         return code
+
+
+@contextmanager
+def running(procs: dict[str, ServerProcess]) -> Iterator[dict[str, ServerProcess]]:
+    """Wait until every server is ready, yield them, and stop them all however the block ends."""
+    try:
+        for proc in procs.values():
+            proc.wait_ready()
+        yield procs
+    finally:
+        for proc in procs.values():
+            proc.stop()
 
 
 def build_nan_model(tiny_qwen_dir: Path, out: Path) -> Path:

@@ -298,10 +298,10 @@ class Batcher:
                 if error is None:
                     ticket.scores[starts[ticket] : starts[ticket] + len(own)] = scores[offset : offset + len(own)]
                 offset += len(own)
-                self._settle(ticket, own, error)
+                self._settle(ticket, error)
             self._inflight = {}
 
-    def _settle(self, ticket: Ticket, own: list[Pair], error: BaseException | None) -> None:
+    def _settle(self, ticket: Ticket, error: BaseException | None) -> None:
         """Resolve or fail one ticket after a batch that held some of its pairs."""
         if ticket.future.done():
             return

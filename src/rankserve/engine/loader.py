@@ -120,12 +120,10 @@ def hub_problem(model: str) -> str | None:
     from huggingface_hub import HfApi, constants, try_to_load_from_cache
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-    if constants.HF_HUB_OFFLINE:
-        if isinstance(try_to_load_from_cache(model, "config.json"), str):
-            return None
-        return "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
     if isinstance(try_to_load_from_cache(model, "config.json"), str):
         return None
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
     try:
         HfApi().model_info(model, timeout=HUB_PROBE_TIMEOUT)
     except RepositoryNotFoundError:

@@ -95,7 +95,7 @@ def build(settings: ServerSettings, scale: ScaleSettings, *, mount_ui: bool = Fa
 
 
 def _drain_s(settings: ServerSettings) -> float:
-    return (settings.request_timeout if settings.request_timeout > 0 else 600.0) + 5.0
+    return (settings.deadline or 600.0) + 5.0
 
 
 def start(settings: ServerSettings, scale: ScaleSettings, *, mount_ui: bool = False) -> None:

@@ -24,9 +24,6 @@ class MetricsHub:
     def push(self, replica: str, report: dict[str, Any]) -> None:
         self.reports[replica] = {**report, "at": time.monotonic()}
 
-    def leave(self, replica: str) -> None:
-        self.reports.pop(replica, None)
-
     def snapshot(self) -> dict[str, dict[str, Any]]:
         now = time.monotonic()
         return {k: v for k, v in self.reports.items() if now - v["at"] < STALE_S}

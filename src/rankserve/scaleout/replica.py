@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
 
 from rankserve.engine.types import DocScore, ScoreRequest
 from rankserve.server.backend import LocalBackend, RequestStats
@@ -37,20 +36,8 @@ class ScoringReplica:
         self.settings = settings
         self.app_name = app_name
         self.replica_id = serve.get_replica_context().replica_id.unique_id
-        device = "cuda" if use_gpu else settings.device
-        kwargs: dict[str, Any] = dict(
-            device=device,
-            dtype=settings.dtype,
-            max_length=settings.max_length,
-            prefix_reuse=settings.prefix_reuse,
-            compile=settings.compile,
-            quantize=settings.quantize,
-            cuda_graphs=settings.cuda_graphs,
-            family=settings.family,
-        )
-        if settings.max_batch_tokens:
-            kwargs["max_batch_tokens"] = settings.max_batch_tokens
-        self.reranker = Reranker.from_pretrained(settings.model, **kwargs)
+        device = "cuda" if use_gpu else None
+        self.reranker = Reranker.from_pretrained(settings.model, **settings.engine_kwargs(device))
         self.metrics = Metrics()
         self.metrics.model_loaded.set(1)
         batcher = Batcher(
@@ -111,6 +98,5 @@ class ScoringReplica:
         """Ray Serve's shutdown hook: finish what is queued, then stop."""
         if self._push_task is not None:
             self._push_task.cancel()
-        timeout = self.settings.request_timeout if self.settings.request_timeout > 0 else None
         if self._started:
-            await self.backend.close(drain=True, timeout=timeout)
+            await self.backend.close(drain=True, timeout=self.settings.deadline)

@@ -47,6 +47,11 @@ class BackendHealth:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def crash_message(error: BaseException) -> str:
+    """How ``/health`` and the 503 answers describe a batcher whose worker died."""
+    return f"the scoring worker crashed ({type(error).__name__}: {error})"
+
+
 class ScoringBackend(Protocol):
     """One interface for in-process and replicated scoring."""
 
@@ -89,8 +94,7 @@ class LocalBackend:
 
     def health(self) -> BackendHealth:
         if self.batcher.crashed is not None:
-            error = self.batcher.crashed
-            return BackendHealth("failed", 0, 1, f"the scoring worker crashed ({type(error).__name__}: {error})")
+            return BackendHealth("failed", 0, 1, crash_message(self.batcher.crashed))
         return BackendHealth("ready", 1, 1)
 
     def render_metrics(self, own: bytes) -> bytes:

@@ -104,7 +104,7 @@ def check_request_size(state: AppState, score_requests: Sequence[ScoreRequest]) 
     """413 before tokenizing when the text is so long it cannot fit ``--max-request-tokens``.
 
     Only chunked documents can grow past one pair's budget, so only they can be judged by
-    their length; the exact count is checked after tokenizing (:func:`_check_tokens`).
+    their length; the backend counts the exact tokens after tokenizing, before queueing.
     """
     limit = state.settings.max_request_tokens
     if limit <= 0:
@@ -115,17 +115,6 @@ def check_request_size(state: AppState, score_requests: Sequence[ScoreRequest]) 
             413,
             f"documents are {chars} characters long with truncation 'chunks': far over the limit of {limit} "
             f"tokens per request (--max-request-tokens); split them or use truncation 'head_tail'",
-            "request_too_large",
-        )
-
-
-def _check_tokens(state: AppState, tokens: int) -> None:
-    limit = state.settings.max_request_tokens
-    if 0 < limit < tokens:
-        raise APIError(
-            413,
-            f"request is {tokens} tokens (every document window counted), over the limit of {limit} "
-            f"tokens per request (--max-request-tokens)",
             "request_too_large",
         )
 
@@ -151,7 +140,7 @@ async def score(request: Request, score_requests: Sequence[ScoreRequest]) -> lis
     ctx.docs = sum(len(r.documents) for r in score_requests)
     stats = RequestStats()
     check_request_size(state, score_requests)
-    timeout = state.settings.request_timeout if state.settings.request_timeout > 0 else None
+    timeout = state.settings.deadline
     # the token ceiling is checked after tokenizing, before anything is queued: a refused request costs no model time
     ceiling = max(0, state.settings.max_request_tokens)
     work_task = asyncio.create_task(backend.score(score_requests, timeout, stats, max_tokens=ceiling))
@@ -189,8 +178,12 @@ def _unwrap(
     except APIError:
         raise
     except RequestTooLargeError as exc:
-        _check_tokens(state, exc.tokens)
-        raise APIError(413, str(exc), "request_too_large") from exc
+        raise APIError(
+            413,
+            f"request is {exc.tokens} tokens (every document window counted), over the limit of {exc.limit} "
+            f"tokens per request (--max-request-tokens)",
+            "request_too_large",
+        ) from exc
     except QueueFullError as exc:
         raise APIError(503, str(exc), "server_busy", {"Retry-After": str(exc.retry_after)}) from exc
     except UnavailableError as exc:  # shutting down, worker gone, no replica reachable

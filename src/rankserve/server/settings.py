@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rankserve.defaults import DEFAULT_MODEL
 
@@ -49,3 +50,27 @@ class ServerSettings:
     def model_name(self) -> str:
         """The name clients see in responses and must use in ``model`` fields."""
         return self.served_model_name or self.model
+
+    @property
+    def deadline(self) -> float | None:
+        """``request_timeout`` in seconds, or None when it is 0 (no limit)."""
+        return self.request_timeout if self.request_timeout > 0 else None
+
+    def engine_kwargs(self, device: str | None = None) -> dict[str, Any]:
+        """``Reranker.from_pretrained``'s options from these settings (``device`` overrides ``--device``).
+
+        ``max_batch_tokens`` is passed only when set, so the engine keeps its own default otherwise.
+        """
+        kwargs: dict[str, Any] = dict(
+            device=device or self.device,
+            dtype=self.dtype,
+            max_length=self.max_length,
+            prefix_reuse=self.prefix_reuse,
+            compile=self.compile,
+            quantize=self.quantize,
+            cuda_graphs=self.cuda_graphs,
+            family=self.family,
+        )
+        if self.max_batch_tokens:
+            kwargs["max_batch_tokens"] = self.max_batch_tokens
+        return kwargs

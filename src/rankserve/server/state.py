@@ -12,10 +12,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rankserve.batcher import Batcher
-from rankserve.server.backend import BackendHealth, LocalBackend, ScoringBackend
+from rankserve.server.backend import BackendHealth, LocalBackend, ScoringBackend, crash_message
 from rankserve.server.errors import APIError
 from rankserve.server.metrics import Metrics
 from rankserve.server.settings import ServerSettings
@@ -121,7 +121,7 @@ class AppState:
 
     def _batcher_crashed(self, exc: BaseException) -> None:
         """The batcher's worker died (it logged why): report unhealthy so probes restart us."""
-        self.status, self.load_error = "failed", f"the scoring worker crashed ({type(exc).__name__}: {exc})"
+        self.status, self.load_error = "failed", crash_message(exc)
         self.metrics.model_loaded.set(0)
 
     def start_loading(self, on_error: Callable[[BaseException], None] | None) -> None:
@@ -134,19 +134,7 @@ class AppState:
         try:
             from rankserve.engine import Reranker
 
-            kwargs: dict[str, Any] = dict(
-                device=s.device,
-                dtype=s.dtype,
-                max_length=s.max_length,
-                prefix_reuse=s.prefix_reuse,
-                compile=s.compile,
-                quantize=s.quantize,
-                cuda_graphs=s.cuda_graphs,
-                family=s.family,
-            )
-            if s.max_batch_tokens:
-                kwargs["max_batch_tokens"] = s.max_batch_tokens
-            reranker = await asyncio.to_thread(Reranker.from_pretrained, s.model, **kwargs)
+            reranker = await asyncio.to_thread(Reranker.from_pretrained, s.model, **s.engine_kwargs())
             log.info("Model loaded in %.1f s", time.perf_counter() - started)
             log.info("CUDA graphs: %s", reranker.graphs_status())
             await self.attach(reranker)
@@ -163,8 +151,7 @@ class AppState:
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
         if self.backend is not None:
-            timeout = self.settings.request_timeout if self.settings.request_timeout > 0 else None
-            await self.backend.close(drain=True, timeout=timeout)
+            await self.backend.close(drain=True, timeout=self.settings.deadline)
 
 
 def _dtype_name(dtype: object) -> str:

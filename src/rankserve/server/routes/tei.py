@@ -8,17 +8,16 @@ specific ones: 400 empty input, 413 too long or too many, 503 loading or busy, 5
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
 from rankserve.engine.types import sort_by_score
 from rankserve.errors import InvalidInputError
-from rankserve.server import scoring
+from rankserve.server import bodies, scoring
 from rankserve.server.errors import APIError, validation_message
 from rankserve.server.schemas.tei import TEIError, TEIRank, TEIRerankRequest
 
@@ -51,16 +50,13 @@ def _tei_error(exc: APIError) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=exc.status, headers=exc.headers)
 
 
-def _parse(raw: bytes) -> TEIRerankRequest:
+async def _parse(request: Request) -> TEIRerankRequest:
+    """The body through the same reader as every route; validation errors as an APIError (TEI's body)."""
+    data = await bodies.read_json(request)
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise APIError(400, f"malformed JSON body: {exc}") from exc
-    try:
-        return TEIRerankRequest.model_validate(data)
-    except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        status, message = validation_message(errors)
+        return bodies.validate(TEIRerankRequest, data)
+    except RequestValidationError as exc:
+        status, message = validation_message(list(exc.errors()))
         raise APIError(status, message) from exc
 
 
@@ -77,7 +73,7 @@ _BODY_SCHEMA = TEIRerankRequest.model_json_schema()
 async def tei_rerank(request: Request) -> Response:
     """TEI's ``/rerank``: results sorted by score; ``raw_scores`` gives logits, ``return_text`` echoes texts."""
     try:
-        body = _parse(await request.body())
+        body = await _parse(request)
         return JSONResponse(await _rerank(request, body))
     except APIError as exc:
         return _tei_error(exc)
