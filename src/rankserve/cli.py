@@ -69,7 +69,7 @@ def rerank(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    family: str = typer.Option(None, help="Reranker family recipe for a fine-tune (see README: Supported models)."),
+    family: str = typer.Option(None, help="Reranker family recipe for a fine-tune (see docs/models.md)."),
 ) -> None:
     """Rank documents for a query with a reranker model and print the ranking."""
     docs = list(doc or [])

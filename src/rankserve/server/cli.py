@@ -96,7 +96,7 @@ def serve(
         "scores shift).",
     ),
     family: str | None = typer.Option(
-        None, help="Reranker family recipe for a fine-tune whose name does not say it (see README: Supported models)."
+        None, help="Reranker family recipe for a fine-tune whose name does not say it (see docs/models.md)."
     ),
     cuda_graphs: bool = typer.Option(
         True, help="Replay small batches as CUDA graphs recorded at load (Hopper GPUs; sizes where it is faster)."
