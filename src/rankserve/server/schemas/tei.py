@@ -24,8 +24,8 @@ class TEIRerankRequest(BaseModel):
     raw_scores: StrictBool = Field(
         False, description="Return the model head's raw value (a logit) instead of the served score."
     )
-    return_text: bool = Field(False, description="Echo each text in its result.")
-    truncate: bool | None = Field(
+    return_text: StrictBool = Field(False, description="Echo each text in its result.")
+    truncate: StrictBool | None = Field(
         None,
         description="Cut over-long texts (default: the server's auto_truncate, true); false answers 413 instead.",
     )
