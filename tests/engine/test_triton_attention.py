@@ -23,7 +23,7 @@ def test_kernel_and_engine_match_padded_attention(tiny_qwen_dir):
     it normalises and rotates raw queries itself; the key norm + rotary kernel agrees with the model's
     maths, called directly and as the op compiled code calls; the engine with both kernels agrees with
     it without them (each checked to have run); batches padded to a CUDA graph's fixed sizes score as
-    unpadded ones."""
+    unpadded ones; with long sequences attended apart, the engine still agrees."""
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "tests.support.triton_interpreted", str(tiny_qwen_dir)],
@@ -35,6 +35,7 @@ def test_kernel_and_engine_match_padded_attention(tiny_qwen_dir):
     kernels |= {"kernel_q_norm_gqa2", "kernel_q_norm_gqa4", "kernel_q_norm_64bit_offsets"}
     kernels |= {"norm_rope_gqa2", "norm_rope_mha", "norm_rope_6_heads", "norm_rope_0.6b_heads", "norm_rope_7_1_heads"}
     engine = {"engine_prefix_reuse", "engine_no_prefix_reuse", "padded_prefix_reuse", "padded_no_prefix_reuse"}
+    engine |= {"engine_long_prefix_reuse", "engine_long_no_prefix_reuse"}
     assert set(errors) == kernels | engine
     assert all(err < 1e-5 for err in errors.values()), errors
 

@@ -93,14 +93,20 @@ def norm_rope_vs_reference(seed: int, n_q: int, n_kv: int, dim: int, tokens: int
     return max(float((got - want).abs().max()), float((op - want).abs().max()))
 
 
-def engine_triton_vs_sdpa(model_dir: str, reuse_prefix: bool) -> float:
+def engine_triton_vs_sdpa(model_dir: str, reuse_prefix: bool, long_from: int | None = None) -> float:
     """The whole engine (fp32), several requests sharing batches, with each kernel: with the ``triton``
     backend both Triton kernels (attention with the query norm + rotary, key norm + rotary) run,
-    with ``sdpa`` neither."""
+    with ``sdpa`` neither. With ``long_from``, sequences of that many tokens or more are attended
+    apart (:mod:`~rankserve.engine.long_attention`, as long documents are), the rest by the kernel."""
+    from rankserve.engine import packing
+
     rr = Reranker.from_pretrained(model_dir, device="cpu", dtype="float32", prefix_reuse=reuse_prefix)
     requests = [ScoreRequest(QUERIES[0], DOCS), ScoreRequest(QUERIES[1], DOCS[:5] + ["x"], "Judge by dates")]
     got, calls = {}, []
     kernels = {(triton_attention, "packed_attention"), (triton_rope, "k_norm_rope")}
+    if long_from is not None:
+        kernels.add((attention, "long_attention"))
+        original_long_from, packing.LONG_FROM = packing.LONG_FROM, long_from
     originals = {(module, name): getattr(module, name) for module, name in kernels}
 
     def counted(module, name):
@@ -117,10 +123,14 @@ def engine_triton_vs_sdpa(model_dir: str, reuse_prefix: bool) -> float:
         calls.clear()
         got[backend] = [d.score for r in rr.score_requests(requests) for d in r]
         expected = {"packed_attention", "k_norm_rope"} if backend == "triton" else set()
+        if long_from is not None and backend == "triton":
+            expected.add("long_attention")
         assert set(calls) == expected, (backend, sorted(set(calls)))  # the kernels ran, and only when asked
     attention.set_backend("auto")
     for (module, name), original in originals.items():
         setattr(module, name, original)
+    if long_from is not None:
+        packing.LONG_FROM = original_long_from
     return max(abs(a - b) for a, b in zip(got["sdpa"], got["triton"], strict=True))
 
 
@@ -162,6 +172,8 @@ if __name__ == "__main__":
         "norm_rope_7_1_heads": norm_rope_vs_reference(11, 7, 1, 32, 65),
         "engine_prefix_reuse": engine_triton_vs_sdpa(sys.argv[1], True),
         "engine_no_prefix_reuse": engine_triton_vs_sdpa(sys.argv[1], False),
+        "engine_long_prefix_reuse": engine_triton_vs_sdpa(sys.argv[1], True, long_from=12),
+        "engine_long_no_prefix_reuse": engine_triton_vs_sdpa(sys.argv[1], False, long_from=40),
         "padded_prefix_reuse": padded_vs_unpadded(sys.argv[1], True),
         "padded_no_prefix_reuse": padded_vs_unpadded(sys.argv[1], False),
     }

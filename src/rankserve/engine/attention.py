@@ -8,7 +8,8 @@ tokens, so the causal mask is aligned bottom-right (query ``i`` of a sequence wi
 
 Three kernels, one answer:
 - on Hopper GPUs, our Triton kernel (:mod:`~rankserve.engine.triton_attention`), which reads each
-  document's prefix keys in place (about 2x faster than FlashAttention-2 per layer on an H200);
+  document's prefix keys in place (about 2x faster than FlashAttention-2 per layer on an H200), and
+  for long sequences one dense SDPA call each (:mod:`~rankserve.engine.long_attention`);
 - on other CUDA GPUs with fp16/bf16 (Ampere+), PyTorch's variable-length FlashAttention-2 kernel,
   called directly (``aten._flash_attention_forward``: grouped-query heads natively, no Python
   wrapper per call), after gathering each document's keys (``key_index``);
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 
 from rankserve.engine import triton_attention
 from rankserve.engine.layout import SeqLayout
+from rankserve.engine.long_attention import long_attention
 
 if TYPE_CHECKING:  # a model's query transform, applied here or by the Triton kernel as it loads queries
     from rankserve.engine.rope import QueryNorm
@@ -98,7 +100,10 @@ def attention(
     """
     kernel = kernel_for(q, layout, k, v)
     if kernel == "triton":
-        return triton_attention.packed_attention(q, k, v, layout.segments, scale, q_norm)
+        out = triton_attention.packed_attention(q, k, v, layout.segments, scale, q_norm)
+        if layout.long is not None:  # sequences the kernel's work list leaves out
+            out = long_attention(out, q, k, v, layout.long, scale, q_norm)
+        return out
     if q_norm is not None:
         q = q_norm.apply(q)
     if layout.key_index is not None:

@@ -13,6 +13,10 @@ import torch
 if TYPE_CHECKING:
     from rankserve.engine.triton_attention import Segments
 
+LONG_FROM = 4096
+"""Sequences of at least this many query tokens are attended one by one with a dense kernel where the
+Triton kernel serves the rest (see :mod:`~rankserve.engine.long_attention`)."""
+
 
 @dataclass
 class SeqLayout:
@@ -24,10 +28,11 @@ class SeqLayout:
     max_k: int
     key_index: torch.Tensor | None = None  # keys of the packed sequences = k[key_index]; None: k as given
     segments: Segments | None = field(default=None, repr=False)  # the same, as the Triton kernel reads it
+    long: torch.Tensor | None = None  # CPU int64 [L, 4] (q_start, q_len, p_start, p_len): left out of segments' work
 
     def tensors(self) -> list[torch.Tensor]:
         """Every index tensor, each sized by the batch (``torch.compile`` marks them dynamic)."""
-        found = [self.cu_q, self.cu_k, self.key_index]
+        found = [self.cu_q, self.cu_k, self.key_index, self.long]
         if self.segments is not None:
             found += self.segments.tensors()
         return [t for t in found if t is not None]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rankserve.engine import triton_attention
-from rankserve.engine.layout import SeqLayout
+from rankserve.engine.layout import LONG_FROM, SeqLayout
 from rankserve.engine.triton_attention import Segments
 from rankserve.engine.types import Pair
 
@@ -181,9 +181,12 @@ def _layout_arrays(seqs: _Seqs, work: int | None = None) -> tuple[list[np.ndarra
     """The int32 arrays a layout needs, and how to build the layout from their device copies.
 
     ``work``: pad the kernel's work list to this many programs, of the last sequence (which must be empty).
+    Without it (a batch not recorded in a CUDA graph), sequences of :data:`LONG_FROM` queries or more are
+    left out of the work list and listed in the layout's ``long`` for their own attention call.
     """
     k_total = seqs.p_len + seqs.k_len
-    work_seq, work_block = triton_attention.work_list(seqs.q_len, seqs.k_len, seqs.p_len)
+    long = seqs.q_len >= LONG_FROM if work is None else np.zeros(len(seqs.q_len), dtype=bool)
+    work_seq, work_block = triton_attention.work_list(np.where(long, 0, seqs.q_len), seqs.k_len, seqs.p_len)
     if work is not None and len(work_seq) > work:
         raise ValueError(f"{len(work_seq)} kernel programs do not fit in {work}")
     if work is not None and len(work_seq) < work:
@@ -192,13 +195,17 @@ def _layout_arrays(seqs: _Seqs, work: int | None = None) -> tuple[list[np.ndarra
         work_seq, work_block = _pad(work_seq, work, len(seqs.q_len) - 1), _pad(work_block, work)
     arrays = [_cu(seqs.q_len), _cu(k_total), seqs.q_start, seqs.q_len, seqs.k_start, seqs.k_len]
     arrays += [seqs.p_start, seqs.p_len, work_seq, work_block]
+    long_rows = None
+    if long.any():
+        rows = np.stack([seqs.q_start, seqs.q_len, seqs.p_start, seqs.p_len], axis=1)[long]
+        long_rows = torch.from_numpy(rows.astype(np.int64))
 
     def build(tensors: list[torch.Tensor], key_index: torch.Tensor | None, tokens: int) -> SeqLayout:
         cu_q, cu_k, *rest = tensors
         max_q = int(seqs.q_len.max()) if len(seqs.q_len) else 0
         max_k = int(k_total.max()) if len(k_total) else 0
         segments = Segments(*rest, wide=tokens >= triton_attention.WIDE_TOKENS)
-        return SeqLayout(cu_q, cu_k, max_q, max_k, key_index=key_index, segments=segments)
+        return SeqLayout(cu_q, cu_k, max_q, max_k, key_index=key_index, segments=segments, long=long_rows)
 
     return arrays, build
 
