@@ -228,7 +228,7 @@ def main(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     dtype: str = typer.Option("auto", help="auto (bf16 on a GPU, fp32 on a CPU) | bfloat16 | float32"),
     smoke: bool = typer.Option(False, "--smoke", help="Tiny shapes and workloads: the whole path, fast, on a CPU."),
-    budget_s: float = typer.Option(540.0, help="Skip the families left once this many seconds have passed."),
+    budget_s: float = typer.Option(450.0, help="Skip the families left once this many seconds have passed."),
     json_out: Path = typer.Option(None, "--json", help="Write every row as JSON here."),
 ) -> None:
     """Benchmark every reranker family: RankServe against the family's official code, in one run."""
