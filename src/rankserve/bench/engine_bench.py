@@ -12,7 +12,7 @@ import torch
 from rankserve.bench.recipe import OfficialRecipe
 from rankserve.bench.timing import time_call
 from rankserve.bench.workloads import Workload
-from rankserve.engine import Reranker, attention
+from rankserve.engine import Reranker, ScoreRequest, attention
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +40,36 @@ def load_causal_lm(
 
 
 def core_params(hf_model) -> int:
-    """Parameters that cost FLOPs per token (embedding lookup and the unused lm_head excluded)."""
-    return sum(p.numel() for n, p in hf_model.named_parameters() if "embed_tokens" not in n and "lm_head" not in n)
+    """Parameters that cost FLOPs per token (embedding lookups and the unused lm_head excluded)."""
+    skip = {id(p) for m in hf_model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    out = hf_model.get_output_embeddings() if hasattr(hf_model, "get_output_embeddings") else None
+    if out is not None:
+        skip |= {id(p) for p in out.parameters()}
+    return sum(p.numel() for p in hf_model.parameters() if id(p) not in skip)
 
 
 def work_flops(hf_model, tokens: int, lengths: list[int]) -> float:
-    """Model FLOPs of the recipe's work: 2·params per token plus causal attention (QK and PV)."""
+    """Model FLOPs of the recipe's work: 2·params per token plus attention (QK and PV; half of it for decoders)."""
+    from rankserve.engine.families import DECODER_TYPES
+
     cfg = hf_model.config
     attn_width = cfg.num_attention_heads * (
         getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     )
-    attn = sum(2 * 2 * attn_width * n * n / 2 for n in lengths) * cfg.num_hidden_layers
+    share = 0.5 if cfg.model_type in DECODER_TYPES else 1.0
+    attn = sum(2 * 2 * attn_width * n * n * share for n in lengths) * cfg.num_hidden_layers
     return 2.0 * core_params(hf_model) * tokens + attn
+
+
+def describe_runner(reranker: Reranker) -> str:
+    """How the engine runs this model: its kind, and whether it is compiled and replays CUDA graphs."""
+    scorer = getattr(reranker, "scorer", None)
+    parts = [reranker.kind]
+    if scorer is not None and getattr(scorer, "compiled", False):
+        parts.append("compiled")
+    if reranker.graphs is not None:
+        parts.append("graphs")
+    return "+".join(parts)
 
 
 VARIANTS = ("eager", "compile", "nograph", "flash", "fp8")
@@ -92,24 +110,34 @@ def bench_model(
     peak_tflops: float,
     variants: tuple[str, ...] = ("eager",),
     progress: Callable[[str], None] = lambda s: None,
+    recipe_for: Callable[[Workload], object] | None = None,
+    max_length: int | None = None,
+    baseline_repeat: int | None = None,
+    baseline_warmup: int | None = None,
+    scores: dict | None = None,
 ) -> list[dict]:
     """Time each workload with each engine variant (``eager``, ``compile``) and, optionally, the recipe.
 
     One engine variant is alive at a time, so each row's peak memory is that variant's own.
+    ``recipe_for(workload)`` gives the baseline (default: the Qwen3-Reranker recipe) and ``max_length``
+    the engine's (default: the workloads'). With ``scores`` (a dict), each implementation's raw scores
+    per workload, taken after its timed runs, are stored in it under ``(impl, workload name)``.
     """
     device = next(hf_model.parameters()).device
-    max_length = max(w.max_length for w in workloads)
+    if recipe_for is None:
+        recipe_for = lambda w: OfficialRecipe(hf_model, tokenizer, max_length=w.max_length)  # noqa: E731
+    max_length = max_length or max(w.max_length for w in workloads)
     info = {}
     for w in workloads:
-        recipe = OfficialRecipe(hf_model, tokenizer, max_length=w.max_length)
+        recipe = recipe_for(w)
         tokens = recipe.prompt_tokens(w.query, w.documents)
         lengths = [recipe.prompt_tokens(w.query, [d]) for d in w.documents]
         info[w.name] = (tokens, work_flops(hf_model, tokens, lengths))
 
-    def measure(impl: str, w: Workload, fn: Callable[[], object]) -> dict:
+    def measure(impl: str, w: Workload, fn: Callable[[], object], runs: int = repeat, warm: int = warmup) -> dict:
         progress(f"{name} {w.name} {impl}")
         tokens, flops = info[w.name]
-        stats = _oom_guard(lambda: time_call(fn, device, warmup=warmup, repeat=repeat))
+        stats = _oom_guard(lambda: time_call(fn, device, warmup=warm, repeat=runs))
         row = {"model": name, "workload": w.name, "impl": impl, "docs": len(w.documents), "tokens": tokens, **stats}
         if "p50_ms" in stats:
             seconds = stats["p50_ms"] / 1000
@@ -144,6 +172,10 @@ def bench_model(
             log.info("%s %s: %r", name, variant, reranker.graphs)
         for w in workloads:
             rows.append(measure(impl, w, lambda w=w, r=reranker: r.score(w.query, w.documents, truncation="head")))
+            rows[-1]["runner"] = describe_runner(reranker)
+            if scores is not None and "p50_ms" in rows[-1]:
+                request = ScoreRequest(w.query, w.documents, None, "head", raw_scores=True)
+                scores[(impl, w.name)] = [d.score for d in reranker.score_requests([request])[0]]
             if not compare:
                 continue
             got = [d.score for d in reranker.score(w.query, w.documents, truncation="head")]
@@ -156,9 +188,13 @@ def bench_model(
         _free(device)
     attention.set_backend("auto")
     if baseline:
+        runs = baseline_repeat or repeat
+        warm = warmup if baseline_warmup is None else baseline_warmup
         for w in workloads:
-            recipe = OfficialRecipe(hf_model, tokenizer, max_length=w.max_length)
-            rows.append(measure("recipe", w, lambda w=w, r=recipe: r.scores(w.query, w.documents)))
+            recipe = recipe_for(w)
+            rows.append(measure("recipe", w, lambda w=w, r=recipe: r.scores(w.query, w.documents), runs, warm))
+            if scores is not None and "p50_ms" in rows[-1]:
+                scores[("recipe", w.name)] = recipe.scores(w.query, w.documents)
             _free(device)
     order = {w.name: i for i, w in enumerate(workloads)}
     return sorted(rows, key=lambda r: order[r["workload"]])
