@@ -292,5 +292,69 @@ def build_tiny_xlmr_cross_encoder(path: str | Path, num_labels: int = 1, seed: i
     cfg.update(overrides)
     model = XLMRobertaForSequenceClassification(XLMRobertaConfig(**cfg)).eval()
     _randomise_biases_and_norms(model, 0.2)
+    with torch.no_grad():
+        model.classifier.out_proj.weight *= 8.0  # scores spread over (0, 1) rather than sit near 0.5
+    model.save_pretrained(str(path))
+    return path
+
+
+def build_tiny_modernbert_cross_encoder(path: str | Path, num_labels: int = 1, seed: int = 0, **overrides) -> Path:
+    """A random-weight ``ModernBertForSequenceClassification`` (gte-reranker-modernbert-base's architecture, tiny).
+
+    Global attention every third layer, the others a sliding window of ``local_attention`` (8: ±4
+    tokens, so that windows matter in short test pairs); a byte-level BPE tokenizer with ModernBERT's
+    ``[CLS] A [SEP] B [SEP]`` pairs and no token types.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import ModernBertConfig, ModernBertForSequenceClassification, PreTrainedTokenizerFast
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    special = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS * 20, trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
+        mask_token="[MASK]", model_input_names=["input_ids", "attention_mask"], model_max_length=256,
+    )  # fmt: skip
+    tokenizer.save_pretrained(str(path))
+    torch.manual_seed(seed)
+    cfg = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=256,
+        global_attn_every_n_layers=3,
+        global_rope_theta=160_000.0,
+        local_rope_theta=10_000.0,
+        local_attention=8,
+        pad_token_id=tokenizer.pad_token_id,
+        cls_token_id=cls_id,
+        sep_token_id=sep_id,
+        bos_token_id=cls_id,
+        eos_token_id=sep_id,
+        num_labels=num_labels,
+        initializer_range=0.2,
+        architectures=["ModernBertForSequenceClassification"],
+    )
+    cfg.update(overrides)
+    model = ModernBertForSequenceClassification(ModernBertConfig(**cfg)).eval()
+    _randomise_biases_and_norms(model, 0.2)
+    with torch.no_grad():
+        model.classifier.weight *= 8.0  # scores spread over (0, 1) rather than sit near 0.5
     model.save_pretrained(str(path))
     return path
