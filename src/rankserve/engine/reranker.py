@@ -257,9 +257,10 @@ class Reranker:
         budget = int(max_batch_tokens or default_batch_tokens(dev))
         reranker = cls(name, loaded, dev, dt, max_length, budget, prefix_reuse, compile, quantize, cuda_graphs)
         log.info(
-            "loaded %s (%s, family %s) on %s, %s%s, max_length=%d",
+            "loaded %s (%s%s, family %s) on %s, %s%s, max_length=%d",
             name,
             loaded.kind,
+            ", packed" if reranker.encoder is not None else "",
             loaded.family.name,
             dev,
             str(dt).removeprefix("torch."),
