@@ -239,3 +239,122 @@ def build_tiny_llm_reranker(
             out[tokenizer(word, add_special_tokens=False)["input_ids"][0]] *= 3.0
     model.save_pretrained(str(path))
     return path
+
+
+def _randomise_biases_and_norms(model: torch.nn.Module, std: float) -> None:
+    """Initialisation zeroes biases and sets norms to 1: give them values a runner has to get right."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear) and module.bias is not None:
+                module.bias.normal_(std=std)
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.normal_(mean=1.0, std=std)
+                if module.bias is not None:
+                    module.bias.normal_(std=std)
+
+
+def _tiny_words() -> list[str]:
+    return sorted({w for line in _CORPUS for w in line.split()})
+
+
+def build_tiny_xlmr_cross_encoder(path: str | Path, num_labels: int = 1, seed: int = 0, **overrides) -> Path:
+    """A random-weight ``XLMRobertaForSequenceClassification`` (bge-reranker-v2-m3's architecture, tiny).
+
+    Its tokenizer is XLM-R's (a SentencePiece-style Unigram with ``<s> A </s></s> B </s>`` pairs and
+    ``<pad>`` = 1, so positions start at 2) over a small vocabulary of the corpus's words and characters.
+    """
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification, XLMRobertaTokenizer
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    chars = sorted({c for line in _CORPUS for c in line if not c.isspace()})
+    pieces = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("<mask>", 0.0)]
+    pieces += [("▁" + w, -5.0) for w in _tiny_words()] + [("▁", -8.0)]
+    pieces += [(c, -10.0) for c in chars] + [("▁" + c, -9.0) for c in chars]
+    tokenizer = XLMRobertaTokenizer(vocab=list(dict(pieces).items()), model_max_length=128)
+    tokenizer.save_pretrained(str(path))
+    torch.manual_seed(seed)
+    cfg = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=130,  # 128 tokens after the padding index's offset
+        type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        num_labels=num_labels,
+        initializer_range=0.2,
+        architectures=["XLMRobertaForSequenceClassification"],
+    )
+    cfg.update(overrides)
+    model = XLMRobertaForSequenceClassification(XLMRobertaConfig(**cfg)).eval()
+    _randomise_biases_and_norms(model, 0.2)
+    with torch.no_grad():
+        model.classifier.out_proj.weight *= 8.0  # scores spread over (0, 1) rather than sit near 0.5
+    model.save_pretrained(str(path))
+    return path
+
+
+def build_tiny_modernbert_cross_encoder(path: str | Path, num_labels: int = 1, seed: int = 0, **overrides) -> Path:
+    """A random-weight ``ModernBertForSequenceClassification`` (gte-reranker-modernbert-base's architecture, tiny).
+
+    Global attention every third layer, the others a sliding window of ``local_attention`` (8: ±4
+    tokens, so that windows matter in short test pairs); a byte-level BPE tokenizer with ModernBERT's
+    ``[CLS] A [SEP] B [SEP]`` pairs and no token types.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import ModernBertConfig, ModernBertForSequenceClassification, PreTrainedTokenizerFast
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    special = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS * 20, trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
+        mask_token="[MASK]", model_input_names=["input_ids", "attention_mask"], model_max_length=256,
+    )  # fmt: skip
+    tokenizer.save_pretrained(str(path))
+    torch.manual_seed(seed)
+    cfg = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=256,
+        global_attn_every_n_layers=3,
+        global_rope_theta=160_000.0,
+        local_rope_theta=10_000.0,
+        local_attention=8,
+        pad_token_id=tokenizer.pad_token_id,
+        cls_token_id=cls_id,
+        sep_token_id=sep_id,
+        bos_token_id=cls_id,
+        eos_token_id=sep_id,
+        num_labels=num_labels,
+        initializer_range=0.2,
+        architectures=["ModernBertForSequenceClassification"],
+    )
+    cfg.update(overrides)
+    model = ModernBertForSequenceClassification(ModernBertConfig(**cfg)).eval()
+    _randomise_biases_and_norms(model, 0.2)
+    with torch.no_grad():
+        model.classifier.weight *= 8.0  # scores spread over (0, 1) rather than sit near 0.5
+    model.save_pretrained(str(path))
+    return path

@@ -14,6 +14,9 @@ Three kernels, one answer:
   called directly (``aten._flash_attention_forward``: grouped-query heads natively, no Python
   wrapper per call), after gathering each document's keys (``key_index``);
 - everywhere else (CPU, fp32), a padded batch through SDPA with an explicit mask.
+
+Encoders attend both ways (``causal=False``), ModernBERT's local layers within a window of
+``window`` keys either side; the Triton kernel is causal-only, so such calls never reach it.
 """
 
 from __future__ import annotations
@@ -81,24 +84,36 @@ def uses_triton(q: torch.Tensor, *kv: torch.Tensor) -> bool:
     return _backend == "triton" or (_backend == "auto" and q.device in _triton_devices)
 
 
-def kernel_for(q: torch.Tensor, layout: SeqLayout, *kv: torch.Tensor) -> str:
-    """``triton``, ``flash`` or ``sdpa``: which kernel :func:`attention` runs for these queries (and keys/values)."""
+def kernel_for(q: torch.Tensor, layout: SeqLayout, *kv: torch.Tensor, causal: bool = True) -> str:
+    """``triton``, ``flash`` or ``sdpa``: which kernel :func:`attention` runs for these queries (and keys/values).
+
+    The Triton kernel is causal-only: bidirectional attention goes to FlashAttention or SDPA.
+    """
     if _backend == "sdpa":
         return "sdpa"
-    if layout.segments is not None and uses_triton(q, *kv):
+    if causal and layout.segments is not None and uses_triton(q, *kv):
         return "triton"
     return "flash" if varlen_available(q) else "sdpa"
 
 
 def attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: SeqLayout, scale: float, q_norm: QueryNorm | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    layout: SeqLayout,
+    scale: float,
+    q_norm: QueryNorm | None = None,
+    causal: bool = True,
+    window: int | None = None,
 ) -> torch.Tensor:
-    """Causal attention; q: [Tq, Hq, D], k/v: [Tk, Hkv, D] → [Tq, Hq, D].
+    """Causal (or, ``causal=False``, bidirectional) attention; q: [Tq, Hq, D], k/v: [Tk, Hkv, D] → [Tq, Hq, D].
 
     k/v hold each token's keys once; ``layout`` says which keys each query sequence reads.
     With ``q_norm`` (a model's per-head query transform), ``q`` is the raw projection, transformed here.
+    ``window``: each query reads only keys at most this far from its own position (aligned bottom-right,
+    as the causal mask; on both sides unless causal).
     """
-    kernel = kernel_for(q, layout, k, v)
+    kernel = kernel_for(q, layout, k, v, causal=causal)
     if kernel == "triton":
         out = triton_attention.packed_attention(q, k, v, layout.segments, scale, q_norm)
         if layout.long is not None:  # sequences the kernel's work list leaves out
@@ -109,21 +124,39 @@ def attention(
     if layout.key_index is not None:
         k, v = k[layout.key_index], v[layout.key_index]
     if kernel == "flash":
-        return _varlen(q, k, v, layout, scale)
-    return _padded_sdpa(q, k, v, layout, scale)
+        return _varlen(q, k, v, layout, scale, causal, window)
+    return _padded_sdpa(q, k, v, layout, scale, causal, window)
 
 
-def _varlen(q, k, v, layout: SeqLayout, scale: float) -> torch.Tensor:
+def _varlen(q, k, v, layout: SeqLayout, scale: float, causal: bool = True, window: int | None = None) -> torch.Tensor:
     # FlashAttention-2 aligns the causal mask bottom-right when keys outnumber queries, as we need;
     # a kernel call, not torch.nn.attention.varlen's custom op, whose Python dispatch cost ~50 us a layer.
+    sides = {} if window is None else {"window_size_left": window, "window_size_right": 0 if causal else window}
     out = torch.ops.aten._flash_attention_forward(
-        q, k, v, layout.cu_q, layout.cu_k, layout.max_q, layout.max_k, 0.0, True, False, scale=scale
+        q, k, v, layout.cu_q, layout.cu_k, layout.max_q, layout.max_k, 0.0, causal, False, scale=scale, **sides
     )
     return out[0]
 
 
-def _padded_sdpa(q, k, v, layout: SeqLayout, scale: float) -> torch.Tensor:
-    seq_q, pos_q, seq_k, pos_k, mask = layout.padded_indices()
+def _mask(layout: SeqLayout, causal: bool, window: int | None) -> torch.Tensor:
+    """The padded batch's ``[N, 1, max_q, max_k]`` mask: the layout's causal one, or built for the options given."""
+    if causal and window is None:
+        return layout.padded_indices()[-1]
+    lens_q, lens_k = layout.cu_q.long().diff(), layout.cu_k.long().diff()
+    i = torch.arange(layout.max_q, device=lens_q.device)[None, :, None]
+    j = torch.arange(layout.max_k, device=lens_q.device)[None, None, :]
+    distance = j - i - (lens_k - lens_q)[:, None, None]  # from the query's own position, aligned bottom-right
+    mask = j < lens_k[:, None, None]
+    if causal:
+        mask = mask & (distance <= 0)
+    if window is not None:
+        mask = mask & (distance.abs() <= window)
+    return mask[:, None]
+
+
+def _padded_sdpa(q, k, v, layout: SeqLayout, scale: float, causal: bool = True, window: int | None = None):
+    seq_q, pos_q, seq_k, pos_k, _ = layout.padded_indices()
+    mask = _mask(layout, causal, window)
     n = layout.cu_q.numel() - 1
     hq, hk, d = q.shape[1], k.shape[1], q.shape[2]
     qp = q.new_zeros(n, layout.max_q, hq, d)

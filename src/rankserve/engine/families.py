@@ -5,7 +5,8 @@ are built, see :mod:`rankserve.engine.templates`), its *head* (which output rows
 score: a token pair's difference, one token's logit, a fixed vocabulary id or a classifier row)
 and its *activation* (how the raw score becomes the served one). It also names the *runner*: the
 packed engine (:mod:`rankserve.engine.qwen3`) where the architecture is Qwen3 or Qwen2, a plain
-transformers forward otherwise.
+transformers forward otherwise (encoders: packed too where :mod:`rankserve.engine.encoders` has a runner
+for the model type, XLM-R and ModernBERT).
 
 The family is recognised from ``config.json`` (``model_type`` and ``architectures``) and the
 checkpoint's name or path; ``--family NAME`` overrides it for fine-tunes. A causal LM that is not
@@ -27,7 +28,8 @@ PACKED = "packed"
 CAUSAL_LM = "causal-lm"
 """A transformers forward of the base model, right-padded, head rows applied to each pair's last token."""
 SEQ_CLS = "seq-cls"
-"""A transformers ``*ForSequenceClassification`` forward (encoder cross-encoders)."""
+"""Encoder cross-encoders (``*ForSequenceClassification``): a packed runner for XLM-R and ModernBERT
+(:mod:`rankserve.engine.encoders`), the padded transformers forward for other model types."""
 
 DECODER_TYPES = frozenset({"qwen2", "qwen3", "gemma", "gemma2", "gemma3", "llama", "mistral", "phi3", "olmo2"})
 """Model types whose ``*ForSequenceClassification`` conversions need their family's prompt template."""

@@ -9,7 +9,8 @@ from ``config.json`` and the checkpoint's name, or given (``family=``, ``--famil
 - other LLM families (bge-reranker-v2-gemma on Gemma): a transformers forward of the base model
   (:mod:`rankserve.engine.causal`).
 - any other ``*ForSequenceClassification``: an encoder cross-encoder (BGE, MiniLM...): sigmoid of
-  the single logit, or softmax's positive class when the head has two labels.
+  the single logit, or softmax's positive class when the head has two labels. XLM-R and ModernBERT
+  run packed (:mod:`rankserve.engine.encoders`), other encoders through the padded transformers forward.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from rankserve.defaults import QUANTIZATIONS
-from rankserve.engine import attention, families, loader
+from rankserve.engine import attention, encoders, families, loader
 from rankserve.engine.causal import CausalLMScorer
 from rankserve.engine.graphs import CudaGraphs
 from rankserve.engine.packing import pack, plan_batches
@@ -148,6 +148,7 @@ class Reranker:
         # Overlap tokenization with the GPU (see score_requests); pointless where the forward pass blocks.
         self.stream_prepare = device.type == "cuda"
         self.causal: CausalLMScorer | None = None
+        self.encoder: torch.nn.Module | None = None  # the packed encoder runner, where this model type has one
         if self.family.template in BUILDERS:
             self.builder = BUILDERS[self.family.template](self.family, self.tokenizer, max_length)
         elif self.kind == loader.CROSS_ENCODER:
@@ -158,6 +159,9 @@ class Reranker:
             self.hf_model = loaded.model
             self.scorer = None
             self.num_labels = int(self.config.num_labels)
+            self.encoder = encoders.packed_runner(loaded.model)
+            if self.encoder is not None:
+                attention.check_device(device)
         elif self.kind in (loader.CAUSAL_LM, loader.LM_SEQ_CLS):
             self.hf_model = loaded.model
             self.scorer = None
@@ -253,9 +257,10 @@ class Reranker:
         budget = int(max_batch_tokens or default_batch_tokens(dev))
         reranker = cls(name, loaded, dev, dt, max_length, budget, prefix_reuse, compile, quantize, cuda_graphs)
         log.info(
-            "loaded %s (%s, family %s) on %s, %s%s, max_length=%d",
+            "loaded %s (%s%s, family %s) on %s, %s%s, max_length=%d",
             name,
             loaded.kind,
+            ", packed" if reranker.encoder is not None else "",
             loaded.family.name,
             dev,
             str(dt).removeprefix("torch."),
@@ -392,6 +397,8 @@ class Reranker:
                 raw = self.scorer(pack(batch, self.device, self.prefix_reuse))
         elif self.causal is not None:
             raw = self.causal(batch)
+        elif self.encoder is not None:
+            return encoders.classifier_score(self.encoder(self.encoder.pack(batch, self.device)))
         else:
             return self._forward_encoder(batch)
         if self.family.round_bf16:  # as the card returns it (ctxl: ``.to(torch.bfloat16).float()``)
@@ -413,11 +420,7 @@ class Reranker:
         inputs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
         if any(p.token_type_ids is not None for p in batch):
             inputs["token_type_ids"] = types.to(self.device)
-        logits = self.hf_model(**inputs).logits.float()
-        if self.num_labels == 1:
-            return logits[:, 0]
-        # the last class against the rest: its sigmoid is softmax(logits)[-1]
-        return logits[:, -1] - torch.logsumexp(logits[:, :-1], dim=-1)
+        return encoders.classifier_score(self.hf_model(**inputs).logits)
 
     # ---- convenience -------------------------------------------------------------------------
     def score_requests(self, requests: Sequence[ScoreRequest]) -> list[list[DocScore]]:
