@@ -22,7 +22,6 @@ import torch
 
 from rankserve.defaults import QUANTIZATIONS
 from rankserve.engine import attention, families, loader
-from rankserve.engine.causal import CausalLMScorer
 from rankserve.engine.graphs import CudaGraphs
 from rankserve.engine.packing import pack, plan_batches
 from rankserve.engine.prepare import CrossEncoderPairBuilder, QwenPairBuilder, validate
@@ -147,7 +146,6 @@ class Reranker:
         self._graphs_tried = False
         # Overlap tokenization with the GPU (see score_requests); pointless where the forward pass blocks.
         self.stream_prepare = device.type == "cuda"
-        self.causal: CausalLMScorer | None = None
         if self.family.template in BUILDERS:
             self.builder = BUILDERS[self.family.template](self.family, self.tokenizer, max_length)
         elif self.kind == loader.CROSS_ENCODER:
@@ -158,15 +156,12 @@ class Reranker:
             self.hf_model = loaded.model
             self.scorer = None
             self.num_labels = int(self.config.num_labels)
-        elif self.kind in (loader.CAUSAL_LM, loader.LM_SEQ_CLS):
-            self.hf_model = loaded.model
-            self.scorer = None
-            pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-            self.causal = CausalLMScorer(loaded.model, loaded.head, pad_id)
-            self.prefix_reuse = False  # every pair carries its whole prompt through this forward
         else:
             base = loaded.model.model  # drop lm_head / score: only the yes-no direction is kept
-            self.scorer = Qwen3Scorer(base, loaded.head, compile=compile, quantize=quantize).to(device)
+            try:
+                self.scorer = Qwen3Scorer(base, loaded.head, compile=compile, quantize=quantize).to(device)
+            except ValueError as exc:  # a part of the architecture the packed engine does not run
+                raise ModelLoadError(f"{model_name!r}: {exc}") from exc
             attention.check_device(device)
             self.hf_model = None
             # Residual adds in place save two copies a layer (3% of a big pass on an H200) but cost ~1 ms more
@@ -379,7 +374,7 @@ class Reranker:
 
     def describe_scores(self) -> dict:
         """What this model's scores mean: family, probability or raw logit, formula (for ``/v1/models``)."""
-        return self.family.describe(classifier=self.kind in loader.SEQ_CLS_KINDS)
+        return self.family.describe(classifier=self.kind in loader.SEQ_CLS_KINDS.values())
 
     @torch.inference_mode()
     def _forward(self, batch: list[Pair]) -> torch.Tensor:
@@ -390,8 +385,6 @@ class Reranker:
                 raw = self.graphs.run(graph, batch)
             else:
                 raw = self.scorer(pack(batch, self.device, self.prefix_reuse))
-        elif self.causal is not None:
-            raw = self.causal(batch)
         else:
             return self._forward_encoder(batch)
         if self.family.round_bf16:  # as the card returns it (ctxl: ``.to(torch.bfloat16).float()``)
