@@ -2,7 +2,8 @@
 
 Run as a script with ``TRITON_INTERPRET=1`` (set before Triton is imported, which is why
 ``tests/engine/test_triton_attention.py`` starts it in a subprocess); prints one JSON object of results.
-Usage (from the repository root): TRITON_INTERPRET=1 python -m tests.support.triton_interpreted MODEL_DIR
+Usage (from the repository root): TRITON_INTERPRET=1 python -m tests.support.triton_interpreted MODEL_DIR [GEMMA_DIR]
+(MODEL_DIR: a Qwen3 reranker; GEMMA_DIR: a Gemma one, whose attention has one key/value head of 256).
 """
 
 from __future__ import annotations
@@ -93,10 +94,10 @@ def norm_rope_vs_reference(seed: int, n_q: int, n_kv: int, dim: int, tokens: int
     return max(float((got - want).abs().max()), float((op - want).abs().max()))
 
 
-def engine_triton_vs_sdpa(model_dir: str, reuse_prefix: bool) -> float:
+def engine_triton_vs_sdpa(model_dir: str, reuse_prefix: bool, norms: bool = True) -> float:
     """The whole engine (fp32), several requests sharing batches, with each kernel: with the ``triton``
     backend both Triton kernels (attention with the query norm + rotary, key norm + rotary) run,
-    with ``sdpa`` neither."""
+    with ``sdpa`` neither. ``norms=False``: a model without q/k norms (Gemma), where only attention runs."""
     rr = Reranker.from_pretrained(model_dir, device="cpu", dtype="float32", prefix_reuse=reuse_prefix)
     requests = [ScoreRequest(QUERIES[0], DOCS), ScoreRequest(QUERIES[1], DOCS[:5] + ["x"], "Judge by dates")]
     got, calls = {}, []
@@ -116,7 +117,9 @@ def engine_triton_vs_sdpa(model_dir: str, reuse_prefix: bool) -> float:
         attention.set_backend(backend)
         calls.clear()
         got[backend] = [d.score for r in rr.score_requests(requests) for d in r]
-        expected = {"packed_attention", "k_norm_rope"} if backend == "triton" else set()
+        expected = (
+            ({"packed_attention", "k_norm_rope"} if norms else {"packed_attention"}) if backend == "triton" else set()
+        )
         assert set(calls) == expected, (backend, sorted(set(calls)))  # the kernels ran, and only when asked
     attention.set_backend("auto")
     for (module, name), original in originals.items():
@@ -165,4 +168,8 @@ if __name__ == "__main__":
         "padded_prefix_reuse": padded_vs_unpadded(sys.argv[1], True),
         "padded_no_prefix_reuse": padded_vs_unpadded(sys.argv[1], False),
     }
+    if len(sys.argv) > 2:  # Gemma: multi-query attention with heads of 256, queries rotated before the kernel
+        out["kernel_mqa_256"] = kernel_vs_padded(16, 8, 1, 256)
+        out["engine_gemma_prefix_reuse"] = engine_triton_vs_sdpa(sys.argv[2], True, norms=False)
+        out["engine_gemma_no_prefix_reuse"] = engine_triton_vs_sdpa(sys.argv[2], False, norms=False)
     print(json.dumps(out))

@@ -113,9 +113,7 @@ def linear(
     return F.linear(x, w, b)
 
 
-def pre_attention(
-    x, ln_w, qkv_w, qkv_b, kn_w, cos, sin, eps: float, n_q: int, n_kv: int, head_dim: int, norm=rms_norm
-):
+def pre_attention(x, ln_w, qkv_w, qkv_b, kn_w, cos, sin, eps: float, n_q: int, n_kv: int, head_dim: int, norm=rms_norm):
     """Input norm, fused q/k/v projection (with its bias, if any), and the keys' norm and rotary embedding.
 
     With q/k norms (Qwen3, ``kn_w`` given) the queries come back as projected: attention normalises and
