@@ -297,6 +297,26 @@ def test_bge_gemma_packed_forward_equals_transformers_in_float64(gemma_dir):
     assert max(abs(a - b) for a, b in zip(got, want, strict=True)) < 1e-5, (got, want)
 
 
+def test_bge_gemma_seq_cls_conversion_is_on_the_packed_engine(gemma_dir, tmp_path_factory):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GemmaForSequenceClassification
+
+    causal = AutoModelForCausalLM.from_pretrained(str(gemma_dir))
+    yes = AutoTokenizer.from_pretrained(str(gemma_dir))("Yes", add_special_tokens=False)["input_ids"][0]
+    config = causal.config
+    config.num_labels, config.architectures = 1, ["GemmaForSequenceClassification"]
+    seq = GemmaForSequenceClassification(config).eval()
+    seq.model.load_state_dict(causal.model.state_dict())
+    with torch.no_grad():
+        seq.score.weight.copy_(causal.get_output_embeddings().weight[yes][None, :])
+    path = tmp_path_factory.mktemp("m") / "my-gemma-seq-cls"
+    seq.save_pretrained(str(path))
+    AutoTokenizer.from_pretrained(str(gemma_dir)).save_pretrained(str(path))
+    rr, got = ours(path, QUERY, DOCS, raw=True, family="bge-reranker-v2-gemma")
+    assert rr.kind == "gemma-seq-cls" and isinstance(rr.scorer, Qwen3Scorer)
+    _, want = ours(gemma_dir, QUERY, DOCS, raw=True)
+    close(got, want)
+
+
 def test_gemma_norm_and_embedding_are_bit_exact_in_bfloat16():
     """Gemma's RMSNorm scales by (1 + weight) in fp32 and casts after: in bf16 ours is transformers' bit for
     bit, and the other order (cast, then scale) is not; the embedding scale is sqrt(hidden) in bf16."""
