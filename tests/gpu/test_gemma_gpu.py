@@ -30,7 +30,9 @@ def gemma_2b(tmp_path_factory):
 
     tok = build_tiny_gemma_tokenizer(tmp_path_factory.mktemp("gemma-tok"))
     torch.manual_seed(0)
-    model = GemmaForCausalLM(GemmaConfig(**GEMMA_2B, pad_token_id=0, bos_token_id=2)).eval()
+    model = GemmaForCausalLM(
+        GemmaConfig(**GEMMA_2B, pad_token_id=0, bos_token_id=2, architectures=["GemmaForCausalLM"])
+    ).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:
