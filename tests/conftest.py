@@ -70,6 +70,14 @@ def tiny_qwen_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gemma_dir(tmp_path_factory) -> Path:
+    """A tiny GemmaForCausalLM bge-reranker-v2-gemma: one key/value head of 256, as Gemma-2B."""
+    from rankserve.synthetic import build_tiny_gemma_reranker
+
+    return build_tiny_gemma_reranker(tmp_path_factory.mktemp("m") / "bge-reranker-v2-gemma-tiny")
+
+
+@pytest.fixture(scope="session")
 def tiny_seqcls_dir(tiny_qwen_dir, tmp_path_factory) -> Path:
     from rankserve.synthetic import convert_to_seq_cls
 

@@ -201,6 +201,10 @@ def build_tiny_gemma_tokenizer(path: str | Path, vocab_size: int = 600):
     return fast
 
 
+TINY_GEMMA = dict(num_key_value_heads=1, head_dim=256, initializer_range=0.1)
+"""Gemma-2B's attention shape at tiny width: one key/value head (multi-query), heads of 256. Smaller weights
+than the other tiny models: with heads of 256 the larger ones make fp32 rounding noise reach 1e-5 of a score."""
+
 TINY_LLM = dict(
     hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
     head_dim=16, initializer_range=0.3,
@@ -214,7 +218,9 @@ def build_tiny_llm_reranker(
     """Save a random-weight LLM reranker of a real ``transformers`` class (``Qwen2ForCausalLM``, ``GemmaForCausalLM``).
 
     The output rows of the ``boost`` tokens are scaled up so that scores spread out. The directory's
-    name is what family recognition reads (e.g. ``.../mxbai-rerank-base-v2-tiny``).
+    name is what family recognition reads (e.g. ``.../mxbai-rerank-base-v2-tiny``). Biases and RMSNorm
+    weights get random values: initialisation makes them zeros or ones, which would hide a missing bias
+    or a norm's wrong weight offset (Gemma's ``1 + weight``).
     """
     import transformers
 
@@ -234,6 +240,8 @@ def build_tiny_llm_reranker(
         for module in model.modules():  # initialisation zeroes biases (Qwen2's q/k/v): give them values to get right
             if isinstance(module, torch.nn.Linear) and module.bias is not None:
                 module.bias.normal_(std=model.config.initializer_range)
+            if type(module).__name__.endswith("RMSNorm"):
+                module.weight.add_(torch.randn_like(module.weight) * 0.3)
         out = model.get_output_embeddings().weight
         for word in boost:
             out[tokenizer(word, add_special_tokens=False)["input_ids"][0]] *= 3.0
@@ -358,3 +366,11 @@ def build_tiny_modernbert_cross_encoder(path: str | Path, num_labels: int = 1, s
         model.classifier.weight *= 8.0  # scores spread over (0, 1) rather than sit near 0.5
     model.save_pretrained(str(path))
     return path
+
+
+def build_tiny_gemma_reranker(path: str | Path, **overrides) -> Path:
+    """A random-weight ``GemmaForCausalLM`` bge-reranker-v2-gemma (name it ``.../bge-reranker-v2-gemma-...``)
+    with the tiny Gemma tokenizer and Gemma-2B's attention shape (:data:`TINY_GEMMA`)."""
+    path = Path(path)
+    tokenizer = build_tiny_gemma_tokenizer(path)
+    return build_tiny_llm_reranker(path, "GemmaForCausalLM", tokenizer, ("Yes",), **{**TINY_GEMMA, **overrides})

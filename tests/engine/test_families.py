@@ -12,6 +12,7 @@ import torch
 
 from rankserve import Reranker
 from rankserve.engine import families
+from rankserve.engine.qwen3 import Qwen3Scorer
 from rankserve.errors import ModelLoadError
 from tests.support import official_families as official
 
@@ -60,12 +61,8 @@ def mxbai_dir(tmp_path_factory, qwen_tok):
 
 
 @pytest.fixture(scope="module")
-def gemma_dir(tmp_path_factory):
-    from rankserve.synthetic import build_tiny_gemma_tokenizer
-
-    tok_dir = tmp_path_factory.mktemp("gemma-tok")
-    tok = build_tiny_gemma_tokenizer(tok_dir)
-    return build(tmp_path_factory, "bge-reranker-v2-gemma-tiny", "GemmaForCausalLM", tok, ("Yes",))
+def gemma_dir(tiny_gemma_dir):
+    return tiny_gemma_dir
 
 
 def ours(path, query, docs, instruction=None, raw=False, **kw):
@@ -95,12 +92,12 @@ def test_families_are_recognised_from_the_name(zerank_dir, ctxl_dir, mxbai_dir, 
         (zerank_dir, "zerank-2", families.PACKED),
         (ctxl_dir, "ctxl-rerank-v2", families.PACKED),
         (mxbai_dir, "mxbai-rerank-base-v2", families.PACKED),
-        (gemma_dir, "bge-reranker-v2-gemma", families.CAUSAL_LM),
+        (gemma_dir, "bge-reranker-v2-gemma", families.PACKED),
         (tiny_qwen_dir, "qwen3-reranker", families.PACKED),
     ]:
         rr = Reranker.from_pretrained(str(path), device="cpu")
         assert rr.family.name == name and rr.family.runner == runner
-        assert (rr.scorer is not None) == (runner == families.PACKED)
+        assert isinstance(rr.scorer, Qwen3Scorer)
 
 
 def test_unknown_causal_lm_is_a_load_error_naming_family(tmp_path_factory, qwen_tok):
@@ -216,7 +213,7 @@ def test_mxbai_matches_the_card(mxbai_dir, instruction):
     spread(raw)
     rr, got = ours(mxbai_dir, QUERY, DOCS, instruction, max_batch_tokens=128)
     # Qwen2 runs on the packed engine (its q/k/v biases are not zero here), not the transformers forward
-    assert rr.kind == "qwen2-causal-lm" and rr.scorer is not None and rr.causal is None
+    assert rr.kind == "qwen2-causal-lm" and isinstance(rr.scorer, Qwen3Scorer)
     assert rr.scorer.weights[0][2] is not None and rr.scorer.weights[0][2].abs().max() > 0.1
     close(got, norm)
     _, got_raw = ours(mxbai_dir, QUERY, DOCS, instruction, raw=True)
@@ -235,13 +232,134 @@ def test_mxbai_truncation_matches_the_card(mxbai_dir):
 
 
 # ---- bge-reranker-v2-gemma -----------------------------------------------------------------------------------
+def packed_gemma(rr):
+    """The Gemma model runs on the packed engine, with Gemma's norm, activation and embedding scale."""
+    from rankserve.engine import qwen3
+
+    assert rr.kind == "gemma-causal-lm" and isinstance(rr.scorer, Qwen3Scorer) and rr.hf_model is None
+    assert rr.scorer.options == {"norm": qwen3.offset_rms_norm, "act": qwen3.gelu_tanh}
+    assert rr.scorer.n_kv == 1 and rr.scorer.head_dim == 256 and float(rr.scorer.embed_scale) == 8.0  # sqrt(64)
+    return rr
+
+
 def test_bge_gemma_matches_the_card(gemma_dir):
     raw, norm = official.bge_gemma(gemma_dir, QUERY, DOCS)
     spread(raw)
-    _, got = ours(gemma_dir, QUERY, DOCS, max_batch_tokens=64)
+    rr, got = ours(gemma_dir, QUERY, DOCS, max_batch_tokens=64)  # packed into several micro-batches
+    packed_gemma(rr)
     close(got, norm)
-    _, got_raw = ours(gemma_dir, QUERY, DOCS, raw=True)
+    rr, got_raw = ours(gemma_dir, QUERY, DOCS, raw=True)
     close(got_raw, raw)
+    # several documents of one request: their shared prefix ([bos] A: query \n) is computed once
+    from rankserve.engine import ScoreRequest
+    from rankserve.engine.packing import packed_tokens, plan_batches
+
+    pairs = rr.prepare(ScoreRequest(QUERY, DOCS)).pairs
+    assert len(plan_batches(pairs, rr.max_batch_tokens, True)) == 1
+    assert packed_tokens(pairs, True) < packed_tokens(pairs, False)
+    _, got_raw = ours(gemma_dir, QUERY, DOCS, raw=True, prefix_reuse=False)
+    close(got_raw, raw)
+
+
+def test_bge_gemma_requests_packed_into_one_batch_match_the_card(gemma_dir):
+    from rankserve.engine import ScoreRequest
+    from rankserve.engine.packing import plan_batches
+
+    queries = [QUERY, "capital of France", "合并两个列表"]
+    requests = [ScoreRequest(q, DOCS[i : i + 4], None, "head", raw_scores=True) for i, q in enumerate(queries)]
+    for reuse in (True, False):
+        rr = packed_gemma(Reranker.from_pretrained(str(gemma_dir), device="cpu", dtype="float32", prefix_reuse=reuse))
+        pairs = [pair for r in requests for pair in rr.prepare(r).pairs]
+        assert len(plan_batches(pairs, rr.max_batch_tokens, reuse)) == 1  # all three requests in one pass
+        for request, results in zip(requests, rr.score_requests(requests), strict=True):
+            raw, _ = official.bge_gemma(gemma_dir, request.query, request.documents)
+            close([r.score for r in results], raw)
+
+
+def test_bge_gemma_packed_forward_equals_transformers_in_float64(gemma_dir):
+    """In float64 the rounding noise of fp32 (~1e-5 on these logits, also between the card's own batches) is
+    gone: each pair's score is transformers' unpadded forward to the fp32 head's rounding."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rankserve.engine import ScoreRequest
+
+    model = AutoModelForCausalLM.from_pretrained(str(gemma_dir), dtype=torch.float64).eval()
+    tok = AutoTokenizer.from_pretrained(str(gemma_dir))
+    rr = packed_gemma(Reranker.from_model(model, tok, str(gemma_dir), max_batch_tokens=256))
+    request = ScoreRequest(QUERY, DOCS[:5], None, "head", raw_scores=True)
+    got = [r.score for r in rr.score_requests([request, ScoreRequest("Paris", DOCS[1:3], raw_scores=True)])[0]]
+    yes = tok("Yes", add_special_tokens=False)["input_ids"][0]
+    with torch.no_grad():
+        want = [
+            float(model(torch.tensor([[*p.prefix, *p.tokens]])).logits[0, -1, yes]) for p in rr.prepare(request).pairs
+        ]
+    spread(want)
+    assert max(abs(a - b) for a, b in zip(got, want, strict=True)) < 1e-5, (got, want)
+
+
+def test_bge_gemma_seq_cls_conversion_is_on_the_packed_engine(gemma_dir, tmp_path_factory):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GemmaForSequenceClassification
+
+    causal = AutoModelForCausalLM.from_pretrained(str(gemma_dir))
+    yes = AutoTokenizer.from_pretrained(str(gemma_dir))("Yes", add_special_tokens=False)["input_ids"][0]
+    config = causal.config
+    config.num_labels, config.architectures = 1, ["GemmaForSequenceClassification"]
+    seq = GemmaForSequenceClassification(config).eval()
+    seq.model.load_state_dict(causal.model.state_dict())
+    with torch.no_grad():
+        seq.score.weight.copy_(causal.get_output_embeddings().weight[yes][None, :])
+    path = tmp_path_factory.mktemp("m") / "my-gemma-seq-cls"
+    seq.save_pretrained(str(path))
+    AutoTokenizer.from_pretrained(str(gemma_dir)).save_pretrained(str(path))
+    rr, got = ours(path, QUERY, DOCS, raw=True, family="bge-reranker-v2-gemma")
+    assert rr.kind == "gemma-seq-cls" and isinstance(rr.scorer, Qwen3Scorer)
+    _, want = ours(gemma_dir, QUERY, DOCS, raw=True)
+    close(got, want)
+
+
+def test_gemma_norm_and_embedding_are_bit_exact_in_bfloat16():
+    """Gemma's RMSNorm scales by (1 + weight) in fp32 and casts after: in bf16 ours is transformers' bit for
+    bit, and the other order (cast, then scale) is not; the embedding scale is sqrt(hidden) in bf16."""
+    from transformers.models.gemma.modeling_gemma import GemmaConfig, GemmaModel, GemmaRMSNorm
+
+    from rankserve.engine.qwen3 import offset_rms_norm
+
+    torch.manual_seed(0)
+    norm = GemmaRMSNorm(256, eps=1e-6).to(torch.bfloat16)
+    with torch.no_grad():
+        norm.weight.normal_(std=0.5)
+    x = (torch.randn(64, 256) * 3).to(torch.bfloat16)
+    assert torch.equal(offset_rms_norm(x, 1.0 + norm.weight.float(), 1e-6), norm(x))
+    other_order = torch.nn.functional.rms_norm(x.float(), (256,), eps=1e-6).to(torch.bfloat16) * (1.0 + norm.weight)
+    assert not torch.equal(other_order, norm(x))
+    cfg = GemmaConfig(vocab_size=32, hidden_size=96, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                      num_key_value_heads=1, head_dim=32)  # fmt: skip
+    base = GemmaModel(cfg).to(torch.bfloat16).eval()
+    scorer = Qwen3Scorer(base, torch.zeros(96))
+    ids = torch.arange(32)
+    with torch.no_grad():
+        want = base.embed_tokens(ids)
+        if not torch.equal(want, torch.nn.functional.embedding(ids, base.embed_tokens.weight) * scorer.embed_scale):
+            pytest.fail("the embedding is scaled differently from transformers'")
+    assert scorer.embed_scale.dtype == torch.bfloat16 and float(scorer.embed_scale) == 9.8125  # sqrt(96) in bf16
+
+
+def test_later_gemmas_are_refused_not_run_approximately(tmp_path_factory):
+    """Gemma 2 (logit soft-capping, sliding windows, extra norms) has no family here and the packed engine
+    refuses its model type; neither recognition nor --family serves it with Gemma 1's maths."""
+    from transformers import AutoModelForCausalLM
+
+    from rankserve.synthetic import build_tiny_gemma_tokenizer
+
+    tok = build_tiny_gemma_tokenizer(tmp_path_factory.mktemp("gemma2-tok"))
+    path = build(tmp_path_factory, "bge-reranker-v2.5-gemma2-lightweight", "Gemma2ForCausalLM", tok, ("Yes",))
+    with pytest.raises(ModelLoadError, match="--family"):
+        Reranker.from_pretrained(str(path), device="cpu")
+    with pytest.raises(ModelLoadError, match="gemma family"):
+        Reranker.from_pretrained(str(path), device="cpu", family="bge-reranker-v2-gemma")
+    base = AutoModelForCausalLM.from_pretrained(str(path)).model
+    with pytest.raises(ValueError, match="'gemma2' is not supported by the packed engine"):
+        Qwen3Scorer(base, torch.zeros(base.config.hidden_size))
 
 
 def test_bge_gemma_truncation_matches_the_card(gemma_dir):
@@ -254,8 +372,11 @@ def test_bge_gemma_truncation_matches_the_card(gemma_dir):
     docs = ["The quick brown fox jumps over the lazy dog. " * 20, "yes no", "Paris"]
     query = "Judge whether the Document meets the requirements " * 6
     raw, norm = official.bge_gemma(gemma_dir, query, docs, max_length=48)
-    _, got = ours(gemma_dir, query, docs, max_length=48 + fixed)
+    spread(raw)
+    rr, got = ours(gemma_dir, query, docs, max_length=48 + fixed)
+    packed_gemma(rr)
     close(got, norm)
+    assert all(r.truncated for r in rr.score(query, docs[:1]))
 
 
 _GEMMA_PROMPT = (

@@ -17,16 +17,18 @@ pytest.importorskip("triton", reason="Triton is not installed (the dev extras in
 
 
 @pytest.mark.slow
-def test_kernel_and_engine_match_padded_attention(tiny_qwen_dir):
+def test_kernel_and_engine_match_padded_attention(tiny_qwen_dir, tiny_gemma_dir):
     """Random packed layouts (prefixes read in place, grouped-query heads, strided keys), then the whole
     engine with and without prefix reuse: the Triton kernel agrees with padded SDPA in fp32, also when
     it normalises and rotates raw queries itself; the key norm + rotary kernel agrees with the model's
     maths, called directly and as the op compiled code calls; the engine with both kernels agrees with
     it without them (each checked to have run); batches padded to a CUDA graph's fixed sizes score as
-    unpadded ones; with long sequences attended apart, the engine still agrees."""
+    unpadded ones; with long sequences attended apart, the engine still agrees. Gemma's attention (one
+    key/value head, heads of 256) goes through the kernel too: a random layout, and the whole Gemma engine
+    with the kernel against it without."""
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.support.triton_interpreted", str(tiny_qwen_dir)],
+        [sys.executable, "-m", "tests.support.triton_interpreted", str(tiny_qwen_dir), str(tiny_gemma_dir)],
         capture_output=True, text=True, timeout=600, env=env, cwd=REPO,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -36,6 +38,8 @@ def test_kernel_and_engine_match_padded_attention(tiny_qwen_dir):
     kernels |= {"norm_rope_gqa2", "norm_rope_mha", "norm_rope_6_heads", "norm_rope_0.6b_heads", "norm_rope_7_1_heads"}
     engine = {"engine_prefix_reuse", "engine_no_prefix_reuse", "padded_prefix_reuse", "padded_no_prefix_reuse"}
     engine |= {"engine_long_prefix_reuse", "engine_long_no_prefix_reuse"}
+    kernels |= {"kernel_mqa_256"}
+    engine |= {"engine_gemma_prefix_reuse", "engine_gemma_no_prefix_reuse"}
     assert set(errors) == kernels | engine
     assert all(err < 1e-5 for err in errors.values()), errors
 

@@ -2,7 +2,8 @@
 
 Run as a script with ``TRITON_INTERPRET=1`` (set before Triton is imported, which is why
 ``tests/engine/test_triton_attention.py`` starts it in a subprocess); prints one JSON object of results.
-Usage (from the repository root): TRITON_INTERPRET=1 python -m tests.support.triton_interpreted MODEL_DIR
+Usage (from the repository root): TRITON_INTERPRET=1 python -m tests.support.triton_interpreted MODEL_DIR [GEMMA_DIR]
+(MODEL_DIR: a Qwen3 reranker; GEMMA_DIR: a Gemma one, whose attention has one key/value head of 256).
 """
 
 from __future__ import annotations
@@ -93,11 +94,14 @@ def norm_rope_vs_reference(seed: int, n_q: int, n_kv: int, dim: int, tokens: int
     return max(float((got - want).abs().max()), float((op - want).abs().max()))
 
 
-def engine_triton_vs_sdpa(model_dir: str, reuse_prefix: bool, long_from: int | None = None) -> float:
+def engine_triton_vs_sdpa(
+    model_dir: str, reuse_prefix: bool, norms: bool = True, long_from: int | None = None
+) -> float:
     """The whole engine (fp32), several requests sharing batches, with each kernel: with the ``triton``
     backend both Triton kernels (attention with the query norm + rotary, key norm + rotary) run,
-    with ``sdpa`` neither. With ``long_from``, sequences of that many tokens or more are attended
-    apart (:mod:`~rankserve.engine.long_attention`, as long documents are), the rest by the kernel."""
+    with ``sdpa`` neither. ``norms=False``: a model without q/k norms (Gemma), where only attention runs.
+    With ``long_from``, sequences of that many tokens or more are attended apart
+    (:mod:`~rankserve.engine.long_attention`, as long documents are), the rest by the kernel."""
     from rankserve.engine import packing
 
     rr = Reranker.from_pretrained(model_dir, device="cpu", dtype="float32", prefix_reuse=reuse_prefix)
@@ -122,7 +126,9 @@ def engine_triton_vs_sdpa(model_dir: str, reuse_prefix: bool, long_from: int | N
         attention.set_backend(backend)
         calls.clear()
         got[backend] = [d.score for r in rr.score_requests(requests) for d in r]
-        expected = {"packed_attention", "k_norm_rope"} if backend == "triton" else set()
+        expected = (
+            ({"packed_attention", "k_norm_rope"} if norms else {"packed_attention"}) if backend == "triton" else set()
+        )
         if long_from is not None and backend == "triton":
             expected.add("long_attention")
         assert set(calls) == expected, (backend, sorted(set(calls)))  # the kernels ran, and only when asked
@@ -177,4 +183,8 @@ if __name__ == "__main__":
         "padded_prefix_reuse": padded_vs_unpadded(sys.argv[1], True),
         "padded_no_prefix_reuse": padded_vs_unpadded(sys.argv[1], False),
     }
+    if len(sys.argv) > 2:  # Gemma: multi-query attention with heads of 256, queries rotated before the kernel
+        out["kernel_mqa_256"] = kernel_vs_padded(16, 8, 1, 256)
+        out["engine_gemma_prefix_reuse"] = engine_triton_vs_sdpa(sys.argv[2], True, norms=False)
+        out["engine_gemma_no_prefix_reuse"] = engine_triton_vs_sdpa(sys.argv[2], False, norms=False)
     print(json.dumps(out))

@@ -4,9 +4,9 @@ A :class:`Family` says three things about a checkpoint: its *template* (how the 
 are built, see :mod:`rankserve.engine.templates`), its *head* (which output rows give the raw
 score: a token pair's difference, one token's logit, a fixed vocabulary id or a classifier row)
 and its *activation* (how the raw score becomes the served one). It also names the *runner*: the
-packed engine (:mod:`rankserve.engine.qwen3`) where the architecture is Qwen3 or Qwen2, a plain
-transformers forward otherwise (encoders: packed too where :mod:`rankserve.engine.encoders` has a runner
-for the model type, XLM-R and ModernBERT).
+packed engine (:mod:`rankserve.engine.qwen3`) for LLM rerankers (Qwen3, Qwen2 and Gemma); encoders run
+packed too where :mod:`rankserve.engine.encoders` has a runner for the model type (XLM-R and ModernBERT),
+a transformers ``*ForSequenceClassification`` forward otherwise.
 
 The family is recognised from ``config.json`` (``model_type`` and ``architectures``) and the
 checkpoint's name or path; ``--family NAME`` overrides it for fine-tunes. A causal LM that is not
@@ -24,9 +24,7 @@ from dataclasses import dataclass
 from rankserve.errors import ModelLoadError
 
 PACKED = "packed"
-"""The packed, padding-free decoder engine with per-request prefix reuse (the fast path): Qwen3 and Qwen2."""
-CAUSAL_LM = "causal-lm"
-"""A transformers forward of the base model, right-padded, head rows applied to each pair's last token."""
+"""The packed, padding-free decoder engine with per-request prefix reuse (the fast path): Qwen3, Qwen2, Gemma."""
 SEQ_CLS = "seq-cls"
 """Encoder cross-encoders (``*ForSequenceClassification``): a packed runner for XLM-R and ModernBERT
 (:mod:`rankserve.engine.encoders`), the padded transformers forward for other model types."""
@@ -218,7 +216,7 @@ FAMILIES: dict[str, Family] = {
             "bge-gemma",
             Head("token", ("Yes",)),
             SIGMOID,
-            CAUSAL_LM,
+            PACKED,
             "Apache-2.0 (card); the Gemma base model's terms of use may also apply",
             "BAAI/bge-reranker-v2-gemma card get_inputs (max_length 1024); github FlagOpen/FlagEmbedding @ 7ed43d6 "
             "FlagEmbedding/inference/reranker/decoder_only/base.py (normalize=True: sigmoid)",

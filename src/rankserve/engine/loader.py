@@ -3,11 +3,9 @@
 The model's family (:mod:`rankserve.engine.families`: template, head, activation, runner) is read
 from ``config.json`` and the checkpoint's name, or given (``family=``, ``--family``):
 
-- Qwen3 families (Qwen3-Reranker, zerank, ctxl-rerank-v2) and Qwen2 ones (mxbai-rerank-v2),
-  ``*ForCausalLM`` or a one-row ``*ForSequenceClassification`` conversion: the packed engine
-  (:mod:`rankserve.engine.qwen3`).
-- other LLM families (bge-reranker-v2-gemma on Gemma): a transformers forward of the base model
-  (:mod:`rankserve.engine.causal`).
+- LLM families: Qwen3 (Qwen3-Reranker, zerank, ctxl-rerank-v2), Qwen2 (mxbai-rerank-v2) and Gemma
+  (bge-reranker-v2-gemma), ``*ForCausalLM`` or a one-row ``*ForSequenceClassification`` conversion: the
+  packed engine (:mod:`rankserve.engine.qwen3`).
 - any other ``*ForSequenceClassification``: an encoder cross-encoder (BGE, MiniLM...): sigmoid of
   the single logit, or softmax's positive class when the head has two labels. XLM-R and ModernBERT
   run packed (:mod:`rankserve.engine.encoders`), other encoders through the padded transformers forward.
@@ -27,13 +25,15 @@ QWEN_CAUSAL = "qwen3-causal-lm"
 QWEN_SEQ_CLS = "qwen3-seq-cls"
 QWEN2_CAUSAL = "qwen2-causal-lm"
 QWEN2_SEQ_CLS = "qwen2-seq-cls"
-CAUSAL_LM = "causal-lm"
-LM_SEQ_CLS = "lm-seq-cls"
+GEMMA_CAUSAL = "gemma-causal-lm"
+GEMMA_SEQ_CLS = "gemma-seq-cls"
 CROSS_ENCODER = "cross-encoder"
-PACKED_KINDS = (QWEN_CAUSAL, QWEN_SEQ_CLS, QWEN2_CAUSAL, QWEN2_SEQ_CLS)
-"""Kinds the packed engine runs."""
-CAUSAL_KINDS = (QWEN_CAUSAL, QWEN2_CAUSAL, CAUSAL_LM)
-SEQ_CLS_KINDS = (QWEN_SEQ_CLS, QWEN2_SEQ_CLS, LM_SEQ_CLS)
+CAUSAL_KINDS = {"qwen3": QWEN_CAUSAL, "qwen2": QWEN2_CAUSAL, "gemma": GEMMA_CAUSAL}
+SEQ_CLS_KINDS = {"qwen3": QWEN_SEQ_CLS, "qwen2": QWEN2_SEQ_CLS, "gemma": GEMMA_SEQ_CLS}
+"""LLM rerankers (by model type) as causal LMs, and converted to a one-row ``*ForSequenceClassification``
+(scored by its classifier row)."""
+PACKED_KINDS = (*CAUSAL_KINDS.values(), *SEQ_CLS_KINDS.values())
+"""Kinds the packed engine runs: every LLM reranker kind."""
 """LLM rerankers converted to a one-row ``*ForSequenceClassification`` (scored by its classifier row)."""
 
 _DTYPES = {
@@ -83,15 +83,16 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
 
 
 def detect_kind(config, family: families.Family | None = None, name: str = "model") -> str:
-    """How the checkpoint is run: the packed engine (Qwen3, Qwen2), a transformers LM forward, or an encoder."""
+    """How the checkpoint is run: the packed engine (Qwen3, Qwen2, Gemma; causal LM or seq-cls conversion),
+    or an encoder."""
     family = family or families.resolve(config, name)
     seq_cls = (getattr(config, "architectures", None) or [""])[0].endswith("ForSequenceClassification")
     if family.runner == families.PACKED:
-        if getattr(config, "model_type", "") == "qwen2":
-            return QWEN2_SEQ_CLS if seq_cls else QWEN2_CAUSAL
-        return QWEN_SEQ_CLS if seq_cls else QWEN_CAUSAL
-    if family.runner == families.CAUSAL_LM:
-        return LM_SEQ_CLS if seq_cls else CAUSAL_LM
+        model_type = getattr(config, "model_type", "")
+        kinds = SEQ_CLS_KINDS if seq_cls else CAUSAL_KINDS
+        if model_type not in kinds:
+            raise ModelLoadError(f"the packed engine does not run {model_type!r} models (family {family.name})")
+        return kinds[model_type]
     return CROSS_ENCODER
 
 
@@ -101,7 +102,7 @@ class Loaded:
     config: object
     tokenizer: object
     model: torch.nn.Module
-    head: torch.Tensor | None  # the packed engine's fp32 score direction; the LM forward's head rows
+    head: torch.Tensor | None  # the packed engine's fp32 score direction (None for encoders)
     family: families.Family = families.FAMILIES["cross-encoder"]
 
 
@@ -169,7 +170,7 @@ def load(model: str, device: torch.device, dtype: torch.dtype, family: str | Non
         tokenizer = AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError, TypeError) as exc:
         raise ModelLoadError(f"could not load the tokenizer of {model!r}: {exc}") from exc
-    cls = AutoModelForCausalLM if kind in CAUSAL_KINDS else AutoModelForSequenceClassification
+    cls = AutoModelForCausalLM if kind in CAUSAL_KINDS.values() else AutoModelForSequenceClassification
     kwargs = {"attn_implementation": "sdpa"}
     try:
         hf_model = cls.from_pretrained(model, dtype=dtype, **kwargs)
@@ -185,15 +186,14 @@ def inspect_model(hf_model: torch.nn.Module, tokenizer, name: str = "model", fam
 
     Head rows come from the output embeddings (``lm_head``, tied or not) for causal LMs and from the
     one-row ``score`` layer for sequence-classification conversions. The packed engine gets one fp32
-    direction (a token pair's difference computed in fp32, as the seq-cls conversion script does); the
-    transformers forward gets the rows themselves in the model's dtype (the cards subtract two logits).
+    direction (a token pair's difference computed in fp32, as the seq-cls conversion script does).
     """
     config = hf_model.config
     spec = families.resolve(config, name, family)
     kind = detect_kind(config, spec)
     if kind == CROSS_ENCODER:
         return Loaded(kind, config, tokenizer, hf_model, None, spec)
-    if kind in SEQ_CLS_KINDS:
+    if kind in SEQ_CLS_KINDS.values():
         weight = hf_model.score.weight
         if weight.shape[0] != 1:
             raise ModelLoadError(
@@ -209,10 +209,8 @@ def inspect_model(hf_model: torch.nn.Module, tokenizer, name: str = "model", fam
         head = spec.head
         ids = [head.vocab_id] if head.kind == "vocab_id" else [_token_id(tokenizer, t, name, spec) for t in head.tokens]
         rows = weight[ids]
-    if kind in PACKED_KINDS:
-        direction = rows[0].float() - rows[1].float() if rows.shape[0] == 2 else rows[0].float()
-        return Loaded(kind, config, tokenizer, hf_model, direction, spec)
-    return Loaded(kind, config, tokenizer, hf_model, rows.detach(), spec)
+    direction = rows[0].float() - rows[1].float() if rows.shape[0] == 2 else rows[0].float()
+    return Loaded(kind, config, tokenizer, hf_model, direction, spec)
 
 
 def _token_id(tokenizer, token: str, model: str, family: families.Family) -> int:

@@ -1,4 +1,4 @@
-"""A packed, padding-free forward pass over a Hugging Face Qwen3 (or Qwen2) model's weights.
+"""A packed, padding-free forward pass over a Hugging Face Qwen3 (or Qwen2, or Gemma) model's weights.
 
 We load checkpoints with ``transformers`` (so every format and hub path users rely on
 works) and then run our own forward over the same parameter tensors, because scoring
@@ -17,9 +17,22 @@ the norms, queries and keys are rotated in PyTorch right after the projection (:
 fused there by ``torch.compile``) and attention gets no :class:`QueryNorm`: the Triton kernels' fused
 norm-and-rotate paths (:func:`triton_rope.k_norm_rope`, the attention kernel's ``NORM_Q``) are
 Qwen3's alone, while the attention kernel itself (plain queries) serves both.
+
+Gemma (v1: ``GemmaForCausalLM``, bge-reranker-v2-gemma) is Qwen2's layer without biases, described by
+:class:`Architecture`: its RMSNorm multiplies by ``1 + weight`` in fp32 before casting back
+(:func:`offset_rms_norm`, the weights kept as fp32 ``1 + weight``), its MLP gate is GeLU with the tanh
+approximation, and its embeddings are scaled by ``sqrt(hidden_size)`` rounded to the model's dtype. The
+norm and the activation reach the layer functions as keyword arguments bound once
+(``functools.partial``), so Qwen3's and Qwen2's calls are the unchanged functions with their defaults.
+Gemma's head dimension (256) and single key/value head are plain parameters of every attention kernel.
+Later Gemmas (sliding windows, logit soft-capping, extra norms) are refused, not run approximately.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +51,43 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     rounding, in bf16 the only difference is that the weight is applied before the final cast.
     """
     return F.rms_norm(x, (x.shape[-1],), weight, eps)
+
+
+def offset_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Gemma's RMSNorm: normalised and scaled in fp32, then cast back; ``weight`` is the fp32 ``1 + w``.
+
+    transformers' ``GemmaRMSNorm`` computes ``(x.float() * rsqrt(mean(x²) + eps)) * (1.0 + w.float())``
+    and casts the product (``type_as``): the order kept here, with ``1 + w`` computed once at load.
+    """
+    return F.rms_norm(x.float(), (x.shape[-1],), weight, eps).to(x.dtype)
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GeLU with the tanh approximation (transformers' ``gelu_pytorch_tanh``: Gemma's MLP gate)."""
+    return F.gelu(x, approximate="tanh")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What a decoder's maths does differently from Qwen3's (beyond biases and q/k norms, read from the modules).
+
+    ``norm_offset``: RMSNorm scales by ``1 + weight`` in fp32 (:func:`offset_rms_norm`);
+    ``embed_scale``: embeddings are multiplied by ``sqrt(hidden_size)`` cast to the model's dtype.
+    The MLP's activation is the one its module computes (:func:`_activation`).
+    """
+
+    norm_offset: bool = False
+    embed_scale: bool = False
+
+
+ARCHITECTURES = {
+    "qwen3": Architecture(),
+    "qwen2": Architecture(),
+    "gemma": Architecture(norm_offset=True, embed_scale=True),
+}
+"""Model types the packed engine runs; any other (Gemma 2 and 3: soft-capping, sliding windows) is refused."""
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"silu": F.silu, "gelu_tanh": gelu_tanh}
 
 
 FP8_MAX = 448.0  # the largest float8_e4m3fn value
@@ -73,7 +123,7 @@ def linear(
     return F.linear(x, w, b)
 
 
-def pre_attention(x, ln_w, qkv_w, qkv_b, kn_w, cos, sin, eps: float, n_q: int, n_kv: int, head_dim: int):
+def pre_attention(x, ln_w, qkv_w, qkv_b, kn_w, cos, sin, eps: float, n_q: int, n_kv: int, head_dim: int, norm=rms_norm):
     """Input norm, fused q/k/v projection (with its bias, if any), and the keys' norm and rotary embedding.
 
     With q/k norms (Qwen3, ``kn_w`` given) the queries come back as projected: attention normalises and
@@ -81,7 +131,7 @@ def pre_attention(x, ln_w, qkv_w, qkv_b, kn_w, cos, sin, eps: float, n_q: int, n
     reading them back. Without (Qwen2, ``kn_w is None``) queries and keys come back rotated.
     """
     t = x.shape[0]
-    qkv = linear(rms_norm(x, ln_w, eps), qkv_w, qkv_b)
+    qkv = linear(norm(x, ln_w, eps), qkv_w, qkv_b)
     q, k, v = (part.view(t, -1, head_dim) for part in qkv.split([n_q * head_dim, n_kv * head_dim, n_kv * head_dim], -1))
     if kn_w is None:
         return rope(q, cos, sin), rope(k, cos, sin), v
@@ -92,16 +142,17 @@ def pre_attention(x, ln_w, qkv_w, qkv_b, kn_w, cos, sin, eps: float, n_q: int, n
     return q, k, v
 
 
-def mlp_input(x, ln_w, gate_up_w, eps: float):
-    """Post-attention norm, fused gate/up projection and SwiGLU: the MLP up to its down projection."""
-    gate, up = linear(rms_norm(x, ln_w, eps), gate_up_w).chunk(2, dim=-1)
-    return F.silu(gate) * up
+def mlp_input(x, ln_w, gate_up_w, eps: float, norm=rms_norm, act=F.silu):
+    """Post-attention norm, fused gate/up projection and the gated activation (SwiGLU; Gemma: GeGLU-tanh):
+    the MLP up to its down projection."""
+    gate, up = linear(norm(x, ln_w, eps), gate_up_w).chunk(2, dim=-1)
+    return act(gate) * up
 
 
-def post_attention(x, o, o_w, ln_w, gate_up_w, down_w, eps: float):
-    """Output projection and residual, then the SwiGLU MLP and residual."""
+def post_attention(x, o, o_w, ln_w, gate_up_w, down_w, eps: float, norm=rms_norm, act=F.silu):
+    """Output projection and residual, then the gated MLP and residual."""
     x = x + linear(o.reshape(o.shape[0], -1), o_w)
-    return x + linear(mlp_input(x, ln_w, gate_up_w, eps), down_w)
+    return x + linear(mlp_input(x, ln_w, gate_up_w, eps, norm, act), down_w)
 
 
 def add_linear_(x: torch.Tensor, a: torch.Tensor, w: torch.Tensor | tuple) -> None:
@@ -122,12 +173,14 @@ def query_norm(qn_w, cos, sin, eps: float) -> QueryNorm | None:
     return None if qn_w is None else QueryNorm(qn_w, cos, sin, eps)
 
 
-def decoder_layer(x, w, cos, sin, layout, scale: float, eps: float, n_q: int, n_kv: int, head_dim: int):
+def decoder_layer(
+    x, w, cos, sin, layout, scale: float, eps: float, n_q: int, n_kv: int, head_dim: int, norm=rms_norm, act=F.silu
+):
     """One whole decoder layer over packed tokens: what ``torch.compile`` fuses end to end."""
     ln1, qkv, qkv_b, qn, kn, o_w, ln2, gate_up, down = w
-    q, k, v = pre_attention(x, ln1, qkv, qkv_b, kn, cos, sin, eps, n_q, n_kv, head_dim)
+    q, k, v = pre_attention(x, ln1, qkv, qkv_b, kn, cos, sin, eps, n_q, n_kv, head_dim, norm)
     o = attention(q, k, v, layout, scale, query_norm(qn, cos, sin, eps))
-    return post_attention(x, o, o_w, ln2, gate_up, down, eps)
+    return post_attention(x, o, o_w, ln2, gate_up, down, eps, norm, act)
 
 
 def _token_dims_dynamic(*tensors: torch.Tensor) -> None:
@@ -168,15 +221,45 @@ def _attention_weights(a: nn.Module) -> tuple:
     return (_fuse(qkv), bias, *norms)
 
 
+def _activation(act_fn: Callable) -> str:
+    """The name (in :data:`ACTIVATIONS`) of what an MLP's activation module computes, found by its values.
+
+    Config keys differ between transformers versions (Gemma's ``hidden_act`` "gelu" meant the tanh
+    approximation, later ``hidden_activation``): the module the checkpoint was loaded with is the truth.
+    """
+    probe = torch.linspace(-8.0, 8.0, 257)
+    want = act_fn(probe)
+    for name, fn in ACTIVATIONS.items():
+        if torch.allclose(fn(probe), want, rtol=0.0, atol=1e-6):
+            return name
+    raise ValueError(f"the MLP activation {type(act_fn).__name__} is not supported by the packed engine")
+
+
+def _check_norm(module: nn.Module, norm: Callable, weight: torch.Tensor, eps: float) -> None:
+    """Refuse a model whose RMSNorm module computes something else than the norm we would run for it."""
+    probe = torch.randn(4, weight.shape[-1], generator=torch.Generator().manual_seed(0)) * 3
+    probe = probe.to(device=weight.device, dtype=module.weight.dtype)
+    with torch.inference_mode():
+        want, got = module(probe).float(), norm(probe, weight, eps).float()
+    if not torch.allclose(got, want, rtol=2**-6, atol=1e-3):  # bf16: rounding apart at most
+        raise ValueError(f"{type(module).__name__} does not compute the RMSNorm this model type is run with")
+
+
 class Qwen3Scorer(nn.Module):
     """``forward(batch) -> [N] float32`` logits ``(yes - no)`` at each pair's last token.
 
-    Runs Qwen3 and Qwen2 base models (see the module's docstring for what differs).
+    Runs Qwen3, Qwen2 and Gemma base models (see the module's docstring for what differs).
     """
 
     def __init__(self, base: nn.Module, head: torch.Tensor, compile: bool = False, quantize: str | None = None) -> None:
         super().__init__()
         cfg = base.config
+        model_type = getattr(cfg, "model_type", "")
+        if model_type not in ARCHITECTURES:
+            raise ValueError(
+                f"model type {model_type!r} is not supported by the packed engine ({', '.join(ARCHITECTURES)})"
+            )
+        arch = ARCHITECTURES[model_type]
         self.embed = base.embed_tokens
         self.norm = base.norm
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -190,15 +273,29 @@ class Qwen3Scorer(nn.Module):
         self.register_buffer("inv_freq", rotary.inv_freq.detach().float().clone(), persistent=False)
         self.rope_scale = float(getattr(rotary, "attention_scaling", 1.0))
         self.register_buffer("head", head.detach().float().clone(), persistent=False)
+        # Gemma: embeddings times sqrt(hidden_size) in the model's dtype (transformers' ``normalizer``)
+        scale = torch.tensor(cfg.hidden_size**0.5).to(self.embed.weight) if arch.embed_scale else None
+        self.register_buffer("embed_scale", scale, persistent=False)
+        # The options the layer functions take (none for Qwen3/Qwen2: they run the functions as they are)
+        self.norm_fn = offset_rms_norm if arch.norm_offset else rms_norm
+        norm_weight = (lambda ln: 1.0 + ln.weight.detach().float()) if arch.norm_offset else (lambda ln: ln.weight)
+        self.options: dict[str, Callable] = {"norm": offset_rms_norm} if arch.norm_offset else {}
+        act = _activation(base.layers[0].mlp.act_fn)
+        if act != "silu":
+            self.options["act"] = ACTIVATIONS[act]
+        self.final_norm = norm_weight(self.norm)
+        _check_norm(self.norm, self.norm_fn, self.final_norm, self.eps)
         self.weights = []
         for layer in base.layers:
             a, m = layer.self_attn, layer.mlp
+            if _activation(m.act_fn) != act:
+                raise ValueError("layers with different MLP activations are not supported by the packed engine")
             self.weights.append(
                 (
-                    layer.input_layernorm.weight,
+                    norm_weight(layer.input_layernorm),
                     *_attention_weights(a),
                     a.o_proj.weight,
-                    layer.post_attention_layernorm.weight,
+                    norm_weight(layer.post_attention_layernorm),
                     _fuse([m.gate_proj, m.up_proj]),
                     m.down_proj.weight,
                 )
@@ -215,11 +312,16 @@ class Qwen3Scorer(nn.Module):
             # Only the token counts vary between calls (forward marks them dynamic); the model's widths stay
             # static, so the generated kernels know their row sizes and vectorise. ``dynamic=True`` would make
             # every size symbolic: measured 1.5x slower element-wise kernels on an H200.
-            self.layer = torch.compile(decoder_layer, dynamic=None)
-            self.pre = torch.compile(pre_attention, dynamic=None)
-            self.post = torch.compile(post_attention, dynamic=None)
-            self.mlp = torch.compile(mlp_input, dynamic=None)
+            self.layer = self._bind(torch.compile(decoder_layer, dynamic=None))
+            self.pre = self._bind(torch.compile(pre_attention, dynamic=None), "norm")
+            self.post = self._bind(torch.compile(post_attention, dynamic=None))
+            self.mlp = self._bind(torch.compile(mlp_input, dynamic=None))
             self.compiled = True
+
+    def _bind(self, fn: Callable, *names: str) -> Callable:
+        """``fn`` with this architecture's options (those in ``names``, or all) bound; ``fn`` itself for Qwen3/Qwen2."""
+        options = {k: v for k, v in self.options.items() if not names or k in names}
+        return functools.partial(fn, **options) if options else fn
 
     def release_unquantized(self) -> None:
         """Free the bf16 projection matrices an FP8 scorer no longer reads (only for a model it owns)."""
@@ -232,7 +334,8 @@ class Qwen3Scorer(nn.Module):
 
     def use_eager(self) -> None:
         """Run the plain (uncompiled) functions, e.g. after ``torch.compile`` failed on this machine."""
-        self.layer, self.pre, self.post, self.mlp = decoder_layer, pre_attention, post_attention, mlp_input
+        self.layer, self.pre = self._bind(decoder_layer), self._bind(pre_attention, "norm")
+        self.post, self.mlp = self._bind(post_attention), self._bind(mlp_input)
         self.compiled = False
 
     def _rope(self, pos: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,7 +347,10 @@ class Qwen3Scorer(nn.Module):
 
     @torch.inference_mode()
     def forward(self, batch: PackedBatch) -> torch.Tensor:
-        x = self.embed(batch.ids)
+        if self.embed_scale is None:
+            x = self.embed(batch.ids)
+        else:  # the plain lookup, scaled here (some transformers versions' embedding modules scale, some do not)
+            x = F.embedding(batch.ids, self.embed.weight) * self.embed_scale
         cos, sin = self._rope(batch.pos, x.dtype)
         layout, last = batch.layout, batch.last
         if self.compiled:
@@ -270,4 +376,4 @@ class Qwen3Scorer(nn.Module):
         if self.compiled:
             _token_dims_dynamic(x, o)
         x = self.post(x, o, o_w, ln2, gate_up, down, self.eps)
-        return rms_norm(x, self.norm.weight, self.eps).float() @ self.head
+        return self.norm_fn(x, self.final_norm, self.eps).float() @ self.head

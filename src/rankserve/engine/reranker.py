@@ -22,7 +22,6 @@ import torch
 
 from rankserve.defaults import QUANTIZATIONS
 from rankserve.engine import attention, encoders, families, loader
-from rankserve.engine.causal import CausalLMScorer
 from rankserve.engine.graphs import CudaGraphs
 from rankserve.engine.packing import pack, plan_batches
 from rankserve.engine.prepare import CrossEncoderPairBuilder, QwenPairBuilder, validate
@@ -147,7 +146,6 @@ class Reranker:
         self._graphs_tried = False
         # Overlap tokenization with the GPU (see score_requests); pointless where the forward pass blocks.
         self.stream_prepare = device.type == "cuda"
-        self.causal: CausalLMScorer | None = None
         self.encoder: torch.nn.Module | None = None  # the packed encoder runner, where this model type has one
         if self.family.template in BUILDERS:
             self.builder = BUILDERS[self.family.template](self.family, self.tokenizer, max_length)
@@ -162,15 +160,12 @@ class Reranker:
             self.encoder = encoders.packed_runner(loaded.model)
             if self.encoder is not None:
                 attention.check_device(device)
-        elif self.kind in (loader.CAUSAL_LM, loader.LM_SEQ_CLS):
-            self.hf_model = loaded.model
-            self.scorer = None
-            pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-            self.causal = CausalLMScorer(loaded.model, loaded.head, pad_id)
-            self.prefix_reuse = False  # every pair carries its whole prompt through this forward
         else:
             base = loaded.model.model  # drop lm_head / score: only the yes-no direction is kept
-            self.scorer = Qwen3Scorer(base, loaded.head, compile=compile, quantize=quantize).to(device)
+            try:
+                self.scorer = Qwen3Scorer(base, loaded.head, compile=compile, quantize=quantize).to(device)
+            except ValueError as exc:  # a part of the architecture the packed engine does not run
+                raise ModelLoadError(f"{model_name!r}: {exc}") from exc
             attention.check_device(device)
             self.hf_model = None
             # Residual adds in place save two copies a layer (3% of a big pass on an H200) but cost ~1 ms more
@@ -384,7 +379,7 @@ class Reranker:
 
     def describe_scores(self) -> dict:
         """What this model's scores mean: family, probability or raw logit, formula (for ``/v1/models``)."""
-        return self.family.describe(classifier=self.kind in loader.SEQ_CLS_KINDS)
+        return self.family.describe(classifier=self.kind in loader.SEQ_CLS_KINDS.values())
 
     @torch.inference_mode()
     def _forward(self, batch: list[Pair]) -> torch.Tensor:
@@ -395,8 +390,6 @@ class Reranker:
                 raw = self.graphs.run(graph, batch)
             else:
                 raw = self.scorer(pack(batch, self.device, self.prefix_reuse))
-        elif self.causal is not None:
-            raw = self.causal(batch)
         elif self.encoder is not None:
             return encoders.classifier_score(self.encoder(self.encoder.pack(batch, self.device)))
         else:
