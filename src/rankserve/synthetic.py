@@ -149,7 +149,8 @@ def build_tiny_bert_cross_encoder(path: str | Path, num_labels: int = 1, seed: i
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words + chars + [f"##{c}" for c in chars]
     vocab = list(dict.fromkeys(vocab))
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), model_max_length=512)
+    # transformers 5 takes the vocabulary itself (``vocab=``); a ``vocab_file=`` would be ignored, leaving 5 tokens
+    tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, model_max_length=512)
     tokenizer.save_pretrained(str(path))
     torch.manual_seed(seed)
     config = BertConfig(

@@ -37,6 +37,26 @@ def check_policy(policy: str) -> str:
     return policy
 
 
+def longest_first(first: int, second: int, room: int) -> tuple[int, int]:
+    """Tokens each sequence of a pair keeps when both must fit ``room`` (special tokens excluded).
+
+    The rule of Hugging Face tokenizers' ``longest_first`` strategy, which the encoder
+    cross-encoders' cards select with ``truncation=True`` (``truncate_encodings`` in the
+    ``tokenizers`` crate, ``src/utils/truncation.rs``): the shorter sequence stays whole and the
+    longer one takes the rest; when even the shorter one exceeds half the room, both get half
+    (the longer one the odd token). A short query thus keeps every token and only the document
+    is cut, as ``only_second`` would.
+    """
+    if first + second <= room:
+        return first, second
+    short = min(first, second)
+    if 2 * short <= room:  # the shorter one fits in half: whole, the longer one takes the rest
+        keep_short, keep_long = short, room - short
+    else:
+        keep_short, keep_long = room // 2, room // 2 + room % 2
+    return (keep_long, keep_short) if first > second else (keep_short, keep_long)
+
+
 def chunk_overlap(budget: int) -> int:
     """Overlap between neighbouring windows: a quarter of the window, at most 256 tokens."""
     return min(budget // 4, 256)

@@ -6,7 +6,7 @@ Two builders, one per model family:
   (system prompt + instruction + query) is tokenized once and shared by every pair, which
   lets the engine compute it once per batch.
 - :class:`CrossEncoderPairBuilder` builds ``[CLS] query [SEP] document [SEP]`` style inputs
-  with the model's own tokenizer.
+  from the query's and the document's token ids, in the model tokenizer's own layout.
 
 Tokenization is batched (one call for all documents) and runs on whatever thread calls
 ``prepare`` so the HTTP server can keep it off the GPU worker. This module needs a tokenizer
@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from rankserve import prompts
+from rankserve.engine.pair_template import PairTemplate, plain_ids
 from rankserve.engine.types import Pair, PreparedRequest, ScoreRequest
 from rankserve.engine.validation import check_texts
 from rankserve.errors import InvalidInputError, ModelLoadError
-from rankserve.truncation import TAIL_CHARS, check_policy, fit
+from rankserve.truncation import TAIL_CHARS, check_policy, fit, longest_first
 
 QUERY_SHARE = 0.5
 """An over-long query (with the instruction) may take at most this share of the body budget."""
@@ -163,60 +164,46 @@ def growing_slices(sizes: Sequence[int], first: int = FIRST_SLICE_CHARS) -> list
 
 
 class CrossEncoderPairBuilder:
-    """Encoder cross-encoders (BERT, XLM-R...): ``tokenizer(query, document)`` pairs.
+    """Encoder cross-encoders (BERT, XLM-R, ModernBERT...): the ids of ``tokenizer(query, document)``.
 
-    Truncation works on the document's tokens; windows are decoded back to text and
-    re-encoded as a pair, with ``only_second`` truncation as a final guard.
+    Query and documents are tokenized once each; a pair is the query's ids and one window of the
+    document's ids inside the tokenizer's own special tokens (see :mod:`.pair_template`), never
+    text decoded and tokenized again. How much of the query a pair keeps follows the cards'
+    ``truncation=True`` (``longest_first``); the document's share is then cut by the request's
+    policy, so ``head`` gives exactly the ids of the card's
+    ``tokenizer(query, document, truncation=True, max_length=max_length)``.
     """
 
     def __init__(self, tokenizer, max_length: int) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
-        probe = tokenizer("a", "b")["input_ids"]
-        bare = tokenizer(["a", "b"], add_special_tokens=False)["input_ids"]
-        self.num_special = len(probe) - len(bare[0]) - len(bare[1])
+        self.template = PairTemplate.from_tokenizer(tokenizer)
+        self.room = max_length - self.template.num_special
+        if self.room < 2:
+            raise ModelLoadError(
+                f"max_length={max_length} leaves no room for a query and a document after "
+                f"{self.template.num_special} special tokens; raise max_length"
+            )
 
     def prepare(self, request: ScoreRequest) -> PreparedRequest:
         validate(request)
-        tok = self.tokenizer
-        query_ids = tok([request.query], add_special_tokens=False)["input_ids"][0]
-        query_cut = len(query_ids) > self.max_length // 2
-        query = tok.decode(query_ids[: self.max_length // 2]) if query_cut else request.query
-        query_len = min(len(query_ids), self.max_length // 2)
-        budget = document_budget(request, self.max_length - self.num_special - query_len, self.num_special + query_len)
+        query_ids = plain_ids(self.tokenizer, [request.query])[0]
         docs = list(request.documents)
         distinct, same_as = first_copies(docs)
-        doc_ids = tok([docs[i] for i in distinct], add_special_tokens=False)["input_ids"]
+        doc_ids = plain_ids(self.tokenizer, [docs[i] for i in distinct])
         prepared = PreparedRequest(request, same_as=same_as)
-        texts: list[tuple[int, int, str]] = []
         truncated: dict[int, bool] = {}
         for index, ids in zip(distinct, doc_ids):
-            doc = docs[index]
+            keep_query, _ = longest_first(len(query_ids), len(ids), self.room)
+            overhead = self.template.num_special + keep_query
+            budget = max(1, document_budget(request, self.room - keep_query, overhead))  # 1: an empty document
             tail = None
             if len(ids) > budget and request.truncation == "head_tail":
-                tail = len(tok([doc[-TAIL_CHARS:]], add_special_tokens=False)["input_ids"][0])
+                tail = len(plain_ids(self.tokenizer, [docs[index][-TAIL_CHARS:]])[0])
             fitted = fit(ids, budget, request.truncation, tail)
-            truncated[index] = fitted.truncated or query_cut
-            if len(fitted.windows) == 1 and not fitted.truncated:
-                texts.append((index, 0, doc))
-            else:
-                texts.extend((index, w, tok.decode(win)) for w, win in enumerate(fitted.windows))
+            truncated[index] = fitted.truncated or keep_query < len(query_ids)
+            for window, win_ids in enumerate(fitted.windows):
+                tokens, types = self.template.build(query_ids[:keep_query], win_ids)
+                prepared.pairs.append(Pair(index, window, (), tokens, types))
         prepared.truncated = [truncated[same_as.get(i, i)] for i in range(len(docs))]
-        enc = tok(
-            [query] * len(texts),
-            [t for _, _, t in texts],
-            truncation="only_second",
-            max_length=self.num_special + query_len + budget,
-        )
-        type_ids = enc.get("token_type_ids")
-        for k, (index, window, _) in enumerate(texts):
-            prepared.pairs.append(
-                Pair(
-                    index,
-                    window,
-                    (),
-                    enc["input_ids"][k],
-                    type_ids[k] if type_ids is not None else None,
-                )
-            )
         return prepared
