@@ -379,7 +379,7 @@ def test_fp8_quantization_keeps_the_ranking(tiny_qwen_dir, tiny_reranker):
     ("fixture", "quantize", "message"),
     [
         ("tiny_qwen_dir", "int4", "unknown quantization 'int4'"),
-        ("tiny_bert_dir", "fp8", "Qwen3 rerankers only"),
+        ("tiny_bert_dir", "fp8", "packed decoder engine only"),
     ],
 )
 def test_bad_quantization_is_a_clear_error(request, fixture, quantize, message):

@@ -409,3 +409,31 @@ def test_server_family_option_scores_and_raw_scores(tmp_path_factory, qwen_tok, 
         assert any(v < 0 or v > 1 for v in raw_by_index.values())  # logits, not probabilities
     finally:
         assert server.stop() == 0
+
+
+@pytest.mark.parametrize("fixture", ["mxbai_dir", "gemma_dir"])
+def test_fp8_runs_on_every_packed_family(request, fixture, monkeypatch):
+    """FP8 projections on Qwen2 (q/k/v biases) and Gemma (offset norms, GeLU): the projections really are FP8,
+    and the scores are those of the same maths simulated in fp32 (weights and each token's activations rounded
+    to e4m3 with their scales, then multiplied exactly): the FP8 path loses nothing beyond FP8's own rounding."""
+    from tests.support.texts import DOCS, QUERIES
+
+    from rankserve.engine import qwen3
+
+    path = request.getfixturevalue(fixture)
+    _, full = ours(path, QUERIES[0], DOCS, raw=True)
+    rr, fp8 = ours(path, QUERIES[0], DOCS, raw=True, quantize="fp8")
+    assert isinstance(rr.scorer.weights[0][1], tuple) and rr.scorer.weights[0][1][0].dtype == torch.float8_e4m3fn
+    assert full != fp8
+
+    def simulated(x, w, b=None):
+        if not isinstance(w, tuple):
+            return torch.nn.functional.linear(x, w, b)
+        x8, x_scale = qwen3.quantize_rows(x)
+        w8, w_scale = w
+        return torch.nn.functional.linear(x8.float() * x_scale, w8.float() * w_scale.t(), b).to(x.dtype)
+
+    monkeypatch.setattr(qwen3, "linear", simulated)
+    _, want = ours(path, QUERIES[0], DOCS, raw=True, quantize="fp8")
+    spread = max(full) - min(full)
+    assert max(abs(a - b) for a, b in zip(want, fp8, strict=True)) < 1e-4 * spread

@@ -80,8 +80,11 @@ def check_quantize(quantize: str | None, kind: str, device: torch.device, dtype:
         return None
     if quantize not in QUANTIZATIONS:
         raise ModelLoadError(f"unknown quantization {quantize!r}: use one of {', '.join(QUANTIZATIONS)}")
-    if kind not in (loader.QWEN_CAUSAL, loader.QWEN_SEQ_CLS):
-        raise ModelLoadError("fp8 quantization supports Qwen3 rerankers only (the packed engine), not this model")
+    if kind not in loader.PACKED_KINDS:
+        raise ModelLoadError(
+            "fp8 quantization runs on the packed decoder engine only (Qwen3, Qwen2 and Gemma rerankers), "
+            "not on cross-encoders"
+        )
     if device.type == "cuda":
         if torch.cuda.get_device_capability(device) < (8, 9):
             name = torch.cuda.get_device_name(device)
