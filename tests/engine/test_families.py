@@ -416,9 +416,8 @@ def test_fp8_runs_on_every_packed_family(request, fixture, monkeypatch):
     """FP8 projections on Qwen2 (q/k/v biases) and Gemma (offset norms, GeLU): the projections really are FP8,
     and the scores are those of the same maths simulated in fp32 (weights and each token's activations rounded
     to e4m3 with their scales, then multiplied exactly): the FP8 path loses nothing beyond FP8's own rounding."""
-    from tests.support.texts import DOCS, QUERIES
-
     from rankserve.engine import qwen3
+    from tests.support.texts import DOCS, QUERIES
 
     path = request.getfixturevalue(fixture)
     _, full = ours(path, QUERIES[0], DOCS, raw=True)
