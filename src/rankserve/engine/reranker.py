@@ -197,7 +197,7 @@ class Reranker:
         ``quantize="fp8"``: FP8 (e4m3) projection weights and activations with per-channel /
         per-token scales, for Hopper-class GPUs (compute capability 8.9+). Faster matrix products,
         scores no longer bit-for-bit the recipe's: docs/performance.md gives the speed and the rank
-        correlation. Qwen3 rerankers only.
+        correlation. LLM rerankers on the packed engine (Qwen3, Qwen2, Gemma).
 
         ``compile``: ``"auto"`` compiles the decoder layers with ``torch.compile`` on CUDA
         (fuses norms, rotary embedding and activations: 1.1-1.6x faster) and runs eagerly
