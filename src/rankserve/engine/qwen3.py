@@ -241,7 +241,7 @@ def _check_norm(module: nn.Module, norm: Callable, weight: torch.Tensor, eps: fl
     probe = probe.to(device=weight.device, dtype=module.weight.dtype)
     with torch.inference_mode():
         want, got = module(probe).float(), norm(probe, weight, eps).float()
-    if not torch.allclose(got, want, rtol=2**-6, atol=1e-3):  # bf16: rounding apart at most
+    if not torch.allclose(got, want, rtol=2**-6, atol=1e-3, equal_nan=True):  # bf16: rounding apart at most
         raise ValueError(f"{type(module).__name__} does not compute the RMSNorm this model type is run with")
 
 
