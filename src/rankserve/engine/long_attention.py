@@ -18,6 +18,8 @@ lengths are data, not constants, so a new document length compiles nothing.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -32,6 +34,8 @@ PREFERENCE = [
 ]
 """Tried in this order; SDPA skips those that cannot take the inputs (cuDNN off Hopper/Ampere, say)."""
 
+log = logging.getLogger(__name__)
+
 
 def _one(q, k, v, scale: float) -> torch.Tensor:
     """q: [Lk, Hq, D] (already aligned with the keys), k/v: [Lk, Hkv, D] → [Lk, Hq, D]."""
@@ -41,8 +45,15 @@ def _one(q, k, v, scale: float) -> torch.Tensor:
     # heads, and the copy (two [Lk, Hq, D] tensors) costs well under the attention's time at these lengths.
     kt = k.transpose(0, 1).repeat_interleave(group, 0)[None] if group > 1 else k.transpose(0, 1)[None]
     vt = v.transpose(0, 1).repeat_interleave(group, 0)[None] if group > 1 else v.transpose(0, 1)[None]
-    with sdpa_kernel(PREFERENCE, set_priority=True):
-        out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=True, scale=scale)
+    try:
+        with sdpa_kernel(PREFERENCE, set_priority=True):
+            out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=True, scale=scale)
+    except RuntimeError as exc:  # a cuDNN build that accepts the inputs but fails to run them: use the next
+        if SDPBackend.CUDNN_ATTENTION not in PREFERENCE:
+            raise
+        log.warning("cuDNN attention failed (%s); long sequences use the next SDPA kernel", str(exc)[:200])
+        PREFERENCE.remove(SDPBackend.CUDNN_ATTENTION)
+        return _one(q, k, v, scale)
     return out[0].transpose(0, 1)
 
 
