@@ -11,12 +11,12 @@ policies cut the document's own ids (never text decoded and tokenized again).
 from __future__ import annotations
 
 import pytest
-import torch
 
 from rankserve import Reranker
 from rankserve.engine import ScoreRequest
 from rankserve.engine.pair_template import PairTemplate
 from rankserve.truncation import longest_first
+from tests.support.official_encoders import card_logits, hf_logits
 from tests.support.texts import DOCS, QUERIES
 
 TOL = 1e-5
@@ -54,39 +54,6 @@ def tokenizer(path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(path))
-
-
-def card_logits(path, query: str, documents: list[str], max_length: int) -> list[float]:
-    """The cards' code, fp32: ``tokenizer(pairs, padding=True, truncation=True, max_length=...)``, then the logits."""
-    from transformers import AutoModelForSequenceClassification
-
-    tok = tokenizer(path)
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=torch.float32).eval()
-    pairs = [[query, d] for d in documents]
-    with torch.no_grad():
-        inputs = tok(pairs, padding=True, truncation=True, return_tensors="pt", max_length=max_length)
-        return model(**inputs, return_dict=True).logits.view(-1).float().tolist()
-
-
-def hf_logits(path, pairs) -> list[float]:
-    """The transformers forward (fp32) on exactly these pairs' ids and token types, right-padded."""
-    from transformers import AutoModelForSequenceClassification
-
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=torch.float32).eval()
-    width = max(len(p.tokens) for p in pairs)
-    ids = torch.full((len(pairs), width), model.config.pad_token_id)
-    mask = torch.zeros((len(pairs), width), dtype=torch.long)
-    types = torch.zeros((len(pairs), width), dtype=torch.long)
-    for row, pair in enumerate(pairs):
-        ids[row, : len(pair.tokens)] = torch.tensor(pair.tokens)
-        mask[row, : len(pair.tokens)] = 1
-        if pair.token_type_ids is not None:
-            types[row, : len(pair.tokens)] = torch.tensor(pair.token_type_ids)
-    inputs = {"input_ids": ids, "attention_mask": mask}
-    if pairs[0].token_type_ids is not None:
-        inputs["token_type_ids"] = types
-    with torch.no_grad():
-        return model(**inputs).logits.view(-1).float().tolist()
 
 
 def raw_scores(reranker: Reranker, query: str, documents: list[str], truncation: str) -> list[float]:

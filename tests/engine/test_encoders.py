@@ -15,36 +15,10 @@ from rankserve.engine import ScoreRequest, attention
 from rankserve.engine.layout import SeqLayout
 from rankserve.engine.modernbert import ModernBertScorer
 from rankserve.engine.xlmr import XLMRobertaScorer
+from tests.support.official_encoders import card_logits, hf_logits
 from tests.support.texts import DOCS, QUERIES
 
 TOL = 1e-5
-
-
-def card_logits(path, query: str, documents: list[str], max_length: int) -> list[float]:
-    """The cards' code: ``tokenizer(pairs, padding=True, truncation=True, max_length=...)``, then the logits."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(path))
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=torch.float32).eval()
-    pairs = [[query, d] for d in documents]
-    with torch.no_grad():
-        inputs = tok(pairs, padding=True, truncation=True, return_tensors="pt", max_length=max_length)
-        return model(**inputs, return_dict=True).logits.view(-1).float().tolist()
-
-
-def hf_logits(path, pairs) -> list[float]:
-    """The transformers forward (fp32) on exactly these pairs' token ids, right-padded with an attention mask."""
-    from transformers import AutoModelForSequenceClassification
-
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=torch.float32).eval()
-    width = max(len(p.tokens) for p in pairs)
-    ids = torch.full((len(pairs), width), model.config.pad_token_id)
-    mask = torch.zeros((len(pairs), width), dtype=torch.long)
-    for row, pair in enumerate(pairs):
-        ids[row, : len(pair.tokens)] = torch.tensor(pair.tokens)
-        mask[row, : len(pair.tokens)] = 1
-    with torch.no_grad():
-        return model(input_ids=ids, attention_mask=mask).logits.view(-1).float().tolist()
 
 
 def raw(reranker: Reranker, requests: list[tuple[str, list[str]]], truncation: str = "head") -> list[list[float]]:
