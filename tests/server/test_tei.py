@@ -183,6 +183,8 @@ def test_info_at_root_and_errors(server: ServerProcess) -> None:
     url = server.url + "/tei/rerank"
     empty = httpx.post(url, json={"query": QUERY, "texts": []}, headers=AUTH)
     assert empty.status_code == 400 and empty.json()["error_type"] == "Empty"
+    blank = httpx.post(url, json={"query": QUERY, "texts": ["a", " "]}, headers=AUTH)
+    assert blank.status_code == 400 and blank.json()["error_type"] == "Empty" and "texts[1]" in blank.json()["error"]
     bad = httpx.post(url, content=b"{nope", headers={**AUTH, "Content-Type": "application/json"})
     assert bad.status_code == 400 and bad.json()["error_type"] == "Validation"
     wrong = httpx.post(url, json={"query": QUERY, "texts": "one"}, headers=AUTH)

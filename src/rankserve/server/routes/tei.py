@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from rankserve.engine.types import sort_by_score
-from rankserve.errors import InvalidInputError
+from rankserve.errors import InvalidInputError, InvalidTextError
 from rankserve.server import bodies, scoring
 from rankserve.server.errors import APIError, validation_message
 from rankserve.server.schemas.tei import TEIError, TEIRank, TEIRerankRequest
@@ -32,9 +32,10 @@ DOCKER_LABEL_ENV = "RANKSERVE_DOCKER_LABEL"
 
 
 def _error_type(exc: APIError) -> str:
-    """TEI's ``error_type`` names for our statuses."""
+    """TEI's ``error_type`` names for our statuses (``Empty``: the engine's text check found an empty input)."""
     status = exc.status
-    if status == 400 and "empty" in exc.message:
+    cause = exc.__cause__
+    if isinstance(cause, InvalidTextError) and cause.empty:
         return "Empty"
     if status in (400, 404, 413, 422):
         return "Validation"
