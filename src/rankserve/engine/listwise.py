@@ -16,7 +16,10 @@ This module builds the windows and their token ids (no torch, like :mod:`rankser
 - each document is cut to 2048 tokens and the query to 512 (the cut text is the decoded tokens);
 - windows follow input order: a window closes once it holds 125 documents or the room left,
   ``tokenizer.model_max_length - 2 * query tokens`` minus its documents' tokens, is at most 2048;
-- passages are numbered from 0 in each window; the marker strings are deleted from user text.
+- passages are numbered from 0 in each window; the marker strings are deleted from user text;
+- the card's ``rerank`` passes no instruction, so Qwen3-Reranker's default instruction (what the
+  server's ``default`` preset sends when a caller names none) means none here; any other instruction
+  fills the prompt's ``<instruct>`` slot.
 
 Each document becomes one :class:`Pair` holding its slice of the window's token ids (up to and
 including its marker; the last one also holds the query and the assistant suffix), so a window is
@@ -33,6 +36,7 @@ from rankserve.engine.families import RAW
 from rankserve.engine.prepare import validate
 from rankserve.engine.types import ListGroup, Pair, PreparedRequest, ScoreRequest
 from rankserve.errors import InvalidInputError, ModelLoadError
+from rankserve.prompts import DEFAULT_INSTRUCTION
 
 DOC_MARKER = "<|embed_token|>"
 QUERY_MARKER = "<|rerank_token|>"
@@ -124,7 +128,8 @@ class ListwisePairBuilder:
         group = ListGroup(uuid.uuid4().hex, len(cut))
         pairs: list[Pair] = []
         for number, window in enumerate(plan_windows([c[1] for c in cut], query_tokens, self.context, max_doc)):
-            prompt = window_prompt(query, [cut[i][0] for i in window], request.instruction)
+            instruction = None if request.instruction == DEFAULT_INSTRUCTION else request.instruction
+            prompt = window_prompt(query, [cut[i][0] for i in window], instruction)
             ids = self.tokenizer(prompt)["input_ids"]
             ends = [k for k, t in enumerate(ids) if t == self.doc_id]
             if len(ends) != len(window) or ids.count(self.query_id) != 1:
