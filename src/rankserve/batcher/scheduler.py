@@ -6,7 +6,8 @@ one's batches. Within a ticket pairs are taken in order. A prefix is counted onc
 as the engine's ``plan_batches`` counts it (it is computed once). Tickets that got pairs and
 still have more move to the back of the queue, so the next batch starts with those this batch
 did not reach. A single pair larger than the budget still goes alone (the engine caps pair
-length).
+length). Pairs of a listwise group (``Pair.group``: every document of a listwise request) are
+taken as one unit, never split across batches: their scores exist only together.
 
 Before a ticket gets its first pair, its deadline is checked: one whose deadline has passed,
 or whose own remaining tokens cannot be scored before it at the measured throughput (a lower
@@ -63,13 +64,17 @@ def take_batch(queue: deque[Ticket], budget: int, now: float, tokens_per_s: floa
         still: list[Ticket] = []
         for ticket in active:
             pair = ticket.prepared.pairs[ticket.cursor]
-            cost = len(pair.tokens) if pair.prefix in prefixes else pair.num_tokens
+            unit = (
+                [pair] if pair.group is None else ticket.prepared.pairs[ticket.cursor : ticket.cursor + pair.group.size]
+            )
+            tokens = sum(p.num_tokens for p in unit)
+            cost = len(pair.tokens) if pair.group is None and pair.prefix in prefixes else tokens
             if cost > budget and batch:
                 continue  # does not fit: this ticket waits for the next batch
-            batch.setdefault(ticket, []).append(pair)
+            batch.setdefault(ticket, []).extend(unit)
             prefixes.add(pair.prefix)
-            ticket.cursor += 1
-            ticket.remaining_tokens -= pair.num_tokens
+            ticket.cursor += len(unit)
+            ticket.remaining_tokens -= tokens
             budget -= cost
             if ticket.cursor < len(ticket.prepared.pairs):
                 still.append(ticket)

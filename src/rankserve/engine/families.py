@@ -29,6 +29,13 @@ SEQ_CLS = "seq-cls"
 """Encoder cross-encoders (``*ForSequenceClassification``): a packed runner for XLM-R and ModernBERT
 (:mod:`rankserve.engine.encoders`), the padded transformers forward for other model types."""
 
+LISTWISE = "listwise"
+"""Listwise rerankers: the query and a window of documents in one causal sequence (:mod:`rankserve.engine.listwise`);
+a document's score depends on the other documents of its request."""
+
+LISTWISE_ARCHITECTURES = {"JinaForRanking": "jina-reranker-v3"}
+"""``architectures[0]`` values that name a listwise family (the checkpoint's own remote-code class)."""
+
 DECODER_TYPES = frozenset({"qwen2", "qwen3", "gemma", "gemma2", "gemma3", "llama", "mistral", "phi3", "olmo2"})
 """Model types whose ``*ForSequenceClassification`` conversions need their family's prompt template."""
 
@@ -74,7 +81,8 @@ class Head:
 
     ``token_pair``: logit(tokens[0]) - logit(tokens[1]); ``token``: logit(tokens[0]);
     ``vocab_id``: the logit of a fixed vocabulary id; ``classifier``: the checkpoint's own one-row
-    head (``*ForSequenceClassification``; a converted LLM reranker's row is its token difference).
+    head (``*ForSequenceClassification``; a converted LLM reranker's row is its token difference);
+    ``listwise``: the cosine of projected embeddings read at marker tokens (see :mod:`rankserve.engine.listwise`).
     """
 
     kind: str
@@ -119,7 +127,11 @@ class Family:
         return {
             "family": self.name,
             "title": self.title,
-            "score": "probability" if self.activation.probability else "raw logit",
+            "score": "probability"
+            if self.activation.probability
+            else "cosine similarity"
+            if head.kind == "listwise"
+            else "raw logit",
             "formula": self.activation.formula.replace("x", "raw") if self.activation.sigmoid else "raw",
             "raw": raw,
             "licence": self.licence,
@@ -223,6 +235,18 @@ FAMILIES: dict[str, Family] = {
             ("bge-reranker-v2-gemma",),
         ),
         Family(
+            "jina-reranker-v3",
+            "Jina AI jina-reranker-v3 (listwise)",
+            ("qwen3",),
+            "jina-listwise",
+            Head("listwise"),
+            RAW,
+            LISTWISE,
+            "CC-BY-NC-4.0 (non-commercial; the card: listed on AWS and Azure, other commercial use by agreement)",
+            "https://huggingface.co/jinaai/jina-reranker-v3 remote code modeling.py (format_docs_prompts_func, "
+            "JinaForRanking.forward, _truncate_texts, rerank: 125-document windows, weighted query merge)",
+        ),
+        Family(
             "cross-encoder",
             "Encoder cross-encoder",
             (),
@@ -260,7 +284,22 @@ def resolve(config, name: str, override: str | None = None) -> Family:
     """
     model_type = getattr(config, "model_type", "")
     arch = (getattr(config, "architectures", None) or [""])[0]
+    if arch in LISTWISE_ARCHITECTURES:
+        family = FAMILIES[LISTWISE_ARCHITECTURES[arch]]
+        if override and override != family.name:
+            raise ModelLoadError(f"{arch} checkpoints are scored listwise (family {family.name}), not as {override}")
+        if model_type not in family.model_types:
+            raise ModelLoadError(f"{arch} is a {'/'.join(family.model_types)} architecture; this one is {model_type!r}")
+        if getattr(config, "use_sliding_window", False) or "sliding_attention" in (
+            getattr(config, "layer_types", None) or ()
+        ):
+            raise ModelLoadError(
+                f"{name!r} has sliding-window attention layers; {family.title} is verified for full attention only"
+            )
+        return family
     seq_cls = arch.endswith("ForSequenceClassification")
+    if override and get(override).runner == LISTWISE:
+        raise ModelLoadError(f"--family {override} needs a {'/'.join(LISTWISE_ARCHITECTURES)} checkpoint, not {arch}")
     if not (seq_cls or arch.endswith("ForCausalLM")):
         raise ModelLoadError(
             f"architecture {arch or model_type!r} is not supported: RankServe serves *ForCausalLM rerankers of a "

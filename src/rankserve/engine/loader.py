@@ -28,6 +28,8 @@ QWEN2_SEQ_CLS = "qwen2-seq-cls"
 GEMMA_CAUSAL = "gemma-causal-lm"
 GEMMA_SEQ_CLS = "gemma-seq-cls"
 CROSS_ENCODER = "cross-encoder"
+LISTWISE = "listwise"
+"""Listwise rerankers (jina-reranker-v3): a transformers Qwen3 decoder and a projector, one window a pass."""
 CAUSAL_KINDS = {"qwen3": QWEN_CAUSAL, "qwen2": QWEN2_CAUSAL, "gemma": GEMMA_CAUSAL}
 SEQ_CLS_KINDS = {"qwen3": QWEN_SEQ_CLS, "qwen2": QWEN2_SEQ_CLS, "gemma": GEMMA_SEQ_CLS}
 """LLM rerankers (by model type) as causal LMs, and converted to a one-row ``*ForSequenceClassification``
@@ -86,6 +88,8 @@ def detect_kind(config, family: families.Family | None = None, name: str = "mode
     """How the checkpoint is run: the packed engine (Qwen3, Qwen2, Gemma; causal LM or seq-cls conversion),
     or an encoder."""
     family = family or families.resolve(config, name)
+    if family.runner == families.LISTWISE:
+        return LISTWISE
     seq_cls = (getattr(config, "architectures", None) or [""])[0].endswith("ForSequenceClassification")
     if family.runner == families.PACKED:
         model_type = getattr(config, "model_type", "")
@@ -170,6 +174,10 @@ def load(model: str, device: torch.device, dtype: torch.dtype, family: str | Non
         tokenizer = AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError, TypeError) as exc:
         raise ModelLoadError(f"could not load the tokenizer of {model!r}: {exc}") from exc
+    if kind == LISTWISE:
+        from rankserve.engine import listwise_model
+
+        return Loaded(kind, config, tokenizer, listwise_model.load(model, device, dtype), None, spec)
     cls = AutoModelForCausalLM if kind in CAUSAL_KINDS.values() else AutoModelForSequenceClassification
     kwargs = {"attn_implementation": "sdpa"}
     try:
@@ -191,7 +199,7 @@ def inspect_model(hf_model: torch.nn.Module, tokenizer, name: str = "model", fam
     config = hf_model.config
     spec = families.resolve(config, name, family)
     kind = detect_kind(config, spec)
-    if kind == CROSS_ENCODER:
+    if kind in (CROSS_ENCODER, LISTWISE):
         return Loaded(kind, config, tokenizer, hf_model, None, spec)
     if kind in SEQ_CLS_KINDS.values():
         weight = hf_model.score.weight

@@ -23,6 +23,8 @@ import torch
 from rankserve.defaults import QUANTIZATIONS
 from rankserve.engine import attention, encoders, families, loader
 from rankserve.engine.graphs import CudaGraphs
+from rankserve.engine.listwise import ListwisePairBuilder
+from rankserve.engine.listwise_model import ListwiseScorer
 from rankserve.engine.packing import pack, plan_batches
 from rankserve.engine.prepare import CrossEncoderPairBuilder, QwenPairBuilder, validate
 from rankserve.engine.qwen3 import Qwen3Scorer
@@ -150,13 +152,20 @@ class Reranker:
         # Overlap tokenization with the GPU (see score_requests); pointless where the forward pass blocks.
         self.stream_prepare = device.type == "cuda"
         self.encoder: torch.nn.Module | None = None  # the packed encoder runner, where this model type has one
-        if self.family.template in BUILDERS:
+        self.listwise: ListwiseScorer | None = None  # listwise families (jina-reranker-v3): whole requests
+        if self.kind == loader.LISTWISE:
+            self.builder = ListwisePairBuilder(self.tokenizer)
+        elif self.family.template in BUILDERS:
             self.builder = BUILDERS[self.family.template](self.family, self.tokenizer, max_length)
         elif self.kind == loader.CROSS_ENCODER:
             self.builder = CrossEncoderPairBuilder(self.tokenizer, max_length)
         else:
             self.builder = QwenPairBuilder(self.tokenizer, max_length)
-        if self.kind == loader.CROSS_ENCODER:
+        if self.kind == loader.LISTWISE:
+            self.hf_model = loaded.model
+            self.scorer = None
+            self.listwise = ListwiseScorer(loaded.model, self.builder.doc_id, self.builder.query_id)
+        elif self.kind == loader.CROSS_ENCODER:
             self.hf_model = loaded.model
             self.scorer = None
             self.num_labels = int(self.config.num_labels)
@@ -341,7 +350,11 @@ class Reranker:
         """Scores of pairs (from any requests): ``result[i]`` for ``pairs[i]``.
 
         Pairs run in micro-batches of at most ``max_batch_tokens``; nothing is written into them.
+        A listwise model runs each request's windows one pass each and needs all of a request's pairs.
         """
+        if self.listwise is not None:
+            with self.on_device():
+                return self.listwise.score(pairs)
         with self.on_device():
             return self._collect(self._launch(pairs), len(pairs))
 

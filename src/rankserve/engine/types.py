@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_TRUNCATION",
     "TRUNCATION_POLICIES",
     "DocScore",
+    "ListGroup",
     "Pair",
     "PreparedRequest",
     "ScoreRequest",
@@ -61,6 +62,20 @@ class DocScore:
     windows: int = 1
 
 
+@dataclass(frozen=True)
+class ListGroup:
+    """Pairs that are scored together or not at all: every document of one listwise request.
+
+    A listwise model (:mod:`rankserve.engine.listwise`) reads a window of documents in one sequence
+    and merges the query's embedding over all windows, so no document's score exists without the
+    others. ``key`` is unique per prepared request; ``size`` counts its pairs. The batcher takes a
+    group whole and the engine refuses an incomplete one.
+    """
+
+    key: str
+    size: int
+
+
 @dataclass(eq=False)
 class Pair:
     """One model input: a shared prefix (per request) followed by this pair's own tokens.
@@ -69,6 +84,9 @@ class Pair:
     holds the document (or one window of it) plus the assistant suffix; the engine computes
     each distinct prefix once per batch. Encoder cross-encoders use an empty prefix.
     A plain value: it holds no score and no link to its request.
+
+    Listwise pairs (``group`` set) have no prefix: ``tokens`` is this document's slice of its
+    window's token ids, and a window is its pairs' tokens concatenated in document order.
     """
 
     doc_index: int
@@ -76,6 +94,7 @@ class Pair:
     prefix: tuple[int, ...]
     tokens: list[int]
     token_type_ids: list[int] | None = None
+    group: ListGroup | None = None
 
     @property
     def num_tokens(self) -> int:
