@@ -5,7 +5,8 @@ Written from the remote code ``modeling.py`` of https://huggingface.co/jinaai/ji
 ``rerank``), in its own style: the prompt assembled as one string, the marker ids hard-coded
 (151670 documents, 151671 query), the forward through ``Qwen3ForCausalLM`` with an identity
 ``lm_head`` and ``output_hidden_states``, the window loop and the weighted query merge in numpy.
-RankServe's implementation (``rankserve.engine.listwise*``) shares none of this code.
+RankServe's implementation (``rankserve.engine.listwise*``) shares none of this code (only the tiny test
+model's shape comes from ``rankserve.synthetic``, as for every other test model).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoTokenizer, Qwen3Config
+from transformers import AutoTokenizer
 from transformers.models.qwen3 import modeling_qwen3
+
+from rankserve.synthetic import tiny_qwen3_config
 
 SPECIAL = {"query_embed_token": "<|rerank_token|>", "doc_embed_token": "<|embed_token|>"}
 DOC_ID, QUERY_ID = 151670, 151671
@@ -138,19 +141,8 @@ def build_tiny_jina(path: Path, tokenizer_dir: Path, model_max_length: int | Non
         tokenizer.model_max_length = model_max_length
     tokenizer.save_pretrained(str(path))
     torch.manual_seed(seed)
-    config = Qwen3Config(
-        vocab_size=151936,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=40960,
-        rope_theta=1_000_000.0,
-        tie_word_embeddings=False,
-        initializer_range=0.3,
-    )
+    # the tiny Qwen3 shape every test model uses; the real vocabulary, and an untied head as the card's checkpoint
+    config = tiny_qwen3_config(151936, tie_word_embeddings=False)
     model = JinaForRanking(config).eval()
     model.save_pretrained(str(path))  # config.architectures: ["JinaForRanking"], the class's name
     return model, tokenizer
