@@ -352,10 +352,9 @@ class Reranker:
         Pairs run in micro-batches of at most ``max_batch_tokens``; nothing is written into them.
         A listwise model runs each request's windows one pass each and needs all of a request's pairs.
         """
-        if self.listwise is not None:
-            with self.on_device():
-                return self.listwise.score(pairs)
         with self.on_device():
+            if self.listwise is not None:
+                return self.listwise.score(pairs)
             return self._collect(self._launch(pairs), len(pairs))
 
     def _launch(self, pairs: Sequence[Pair], first: int = 0) -> list[tuple[list[int], torch.Tensor]]:
